@@ -1,0 +1,56 @@
+"""The ``microseis`` command.
+
+``edge`` owns the command; every subcommand (``edge``'s own, and those that ``trainer`` and
+``export`` add) is a plug-in found through the ``microseis.commands`` entry-point group. Each
+entry point names a light ``register(subparsers)`` function that adds its parser and sets
+``func``; heavy imports (torch, obspy, onnxruntime) happen only when that subcommand runs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+from edge import __version__
+
+ENTRY_POINT_GROUP = "microseis.commands"
+
+
+class CommandError(Exception):
+    """A failure the user can fix: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="microseis",
+        description="microseis-edge: seismic early-warning station for unstable slopes.",
+    )
+    parser.add_argument("--version", action="version", version=f"microseis-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            register = ep.load()
+        except Exception as exc:  # a broken plug-in must not take the station's CLI down
+            print(f"microseis: warning: subcommand {ep.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"microseis {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

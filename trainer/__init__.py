@@ -1,0 +1,1 @@
+"""Workstation side: datasets, synthetic benchmark, models and training (needs the ``train`` extra)."""
