@@ -113,11 +113,15 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Add bytes; return the messages of every frame completed by them, in order."""
         out: list[Message] = []
+        buf = self._buf
+        before = len(buf)
         try:
-            self._buf += data
-            self.stats.bytes_in += len(data)
-        except TypeError:  # not bytes-like: nothing to decode, and still no exception
+            buf += data
+        except (TypeError, BufferError):  # not bytes-like: nothing to decode, and still no exception
             return out
+        # count the bytes appended, not len(data): a memoryview of wider items (e.g. format
+        # "H" or "i") has len() in items, and bytes_in must match the bytes that were scanned
+        self.stats.bytes_in += len(buf) - before
         self._scan(out, final=False)
         return out
 
