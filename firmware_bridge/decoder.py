@@ -104,6 +104,7 @@ class FrameDecoder:
         self._expected_index: int | None = None
         self._format: tuple[int, int, int] | None = None
         self._segment = 0
+        self._jump_since_samples = 0
 
     @property
     def pending_bytes(self) -> int:
@@ -195,23 +196,20 @@ class FrameDecoder:
     def _deliver(self, ftype: int, seq: int, payload: bytes, out: list[Message]) -> None:
         st = self.stats
         last = self._last_seq
-        if last is not None:
-            missing = (seq - last - 1) % SEQ_MODULUS
-            if missing:
-                if missing < _HALF_SEQ:
-                    st.lost_frames += missing
-                else:
-                    st.seq_resets += 1
+        missing = 0 if last is None else (seq - last - 1) % SEQ_MODULUS
         self._last_seq = seq
         if ftype == TYPE_SAMPLES:
             block = self._samples(seq, payload)
+            self._count_seq(missing, restart=block is not None and block.segment_reason == "restart")
             if block is None:
                 st.malformed_frames += 1
                 return
             st.sample_frames += 1
             st.samples += block.data.shape[1]
             out.append(block)
-        elif ftype == TYPE_STATUS:
+        else:
+            self._count_seq(missing, restart=False, sample_frame=False)
+        if ftype == TYPE_STATUS:
             try:
                 fields = json.loads(payload.decode("utf-8"))
             except (UnicodeDecodeError, ValueError, RecursionError):
@@ -225,6 +223,28 @@ class FrameDecoder:
             st.log_frames += 1
             out.append(LogMessage(seq=seq, text=payload.decode("utf-8", errors="replace")))
         st.frames += 1
+
+    def _count_seq(self, missing: int, restart: bool, sample_frame: bool = True) -> None:
+        """Rule 4: frames missing by ``seq``; a backwards step (or a reboot) is a reset.
+
+        A reboot restarts ``seq`` at 0 wherever it was, so past 2^31 the jump looks like a
+        long run of lost frames. The first sample frame after it shows the restart (its
+        sample index goes back); a jump seen on a status or log frame just before it is then
+        taken back from ``lost_frames`` and counted as the reset it was.
+        """
+        st = self.stats
+        if restart and not missing and self._jump_since_samples:
+            st.lost_frames -= self._jump_since_samples
+            st.seq_resets += 1
+        elif missing:
+            if restart or missing >= _HALF_SEQ:
+                st.seq_resets += 1
+            else:
+                st.lost_frames += missing
+                if not sample_frame:
+                    self._jump_since_samples = missing
+        if sample_frame:
+            self._jump_since_samples = 0
 
     def _samples(self, seq: int, payload: bytes) -> SampleBlock | None:
         if len(payload) < SAMPLES_HEADER_SIZE:
