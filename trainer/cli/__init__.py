@@ -1,0 +1,1 @@
+"""`microseis` subcommands of the workstation side (plug-ins registered through entry points)."""
