@@ -51,6 +51,9 @@ _HEAD = struct.Struct("<BBHIH")  # version, type, length, seq, hcrc (after the s
 _U32 = struct.Struct("<I")
 _SYNC0 = SYNC[0]
 _HALF_SEQ = SEQ_MODULUS // 2
+#: a seq jump at least this long, together with the sample index going back, is a reboot
+#: (65536 frames are 1.8 h at 10 frames/s); shorter ones count as lost frames, as rule 4 says
+_REBOOT_JUMP = 1 << 16
 
 
 @dataclass
@@ -197,10 +200,12 @@ class FrameDecoder:
         st = self.stats
         last = self._last_seq
         missing = 0 if last is None else (seq - last - 1) % SEQ_MODULUS
+        backwards = last is not None and seq < last  # numerically: a reboot, or a wrap
         self._last_seq = seq
         if ftype == TYPE_SAMPLES:
             block = self._samples(seq, payload)
-            self._count_seq(missing, restart=block is not None and block.segment_reason == "restart")
+            restart = block is not None and block.segment_reason == "restart"
+            self._count_seq(missing, backwards, restart)
             if block is None:
                 st.malformed_frames += 1
                 return
@@ -208,7 +213,7 @@ class FrameDecoder:
             st.samples += block.data.shape[1]
             out.append(block)
         else:
-            self._count_seq(missing, restart=False, sample_frame=False)
+            self._count_seq(missing, backwards, restart=False, sample_frame=False)
         if ftype == TYPE_STATUS:
             try:
                 fields = json.loads(payload.decode("utf-8"))
@@ -224,24 +229,27 @@ class FrameDecoder:
             out.append(LogMessage(seq=seq, text=payload.decode("utf-8", errors="replace")))
         st.frames += 1
 
-    def _count_seq(self, missing: int, restart: bool, sample_frame: bool = True) -> None:
+    def _count_seq(self, missing: int, backwards: bool, restart: bool,
+                   sample_frame: bool = True) -> None:
         """Rule 4: frames missing by ``seq``; a backwards step (or a reboot) is a reset.
 
-        A reboot restarts ``seq`` at 0 wherever it was, so past 2^31 the jump looks like a
-        long run of lost frames. The first sample frame after it shows the restart (its
-        sample index goes back); a jump seen on a status or log frame just before it is then
-        taken back from ``lost_frames`` and counted as the reset it was.
+        A reboot restarts ``seq`` near 0 wherever it was, so past 2^31 the jump looks like a
+        run of lost frames that wrapped. The first sample frame after it tells them apart:
+        its sample index goes back too. A jump seen on a status or log frame just before it
+        (the firmware's boot message) is then taken back from ``lost_frames`` and counted
+        as the reset it was. Within 2^16 frames of the wrap a reboot cannot be told from
+        frames lost across the wrap; those count as lost, as rule 4 says.
         """
         st = self.stats
         if restart and not missing and self._jump_since_samples:
             st.lost_frames -= self._jump_since_samples
             st.seq_resets += 1
         elif missing:
-            if restart or missing >= _HALF_SEQ:
+            if missing >= _HALF_SEQ or (restart and backwards and missing >= _REBOOT_JUMP):
                 st.seq_resets += 1
             else:
                 st.lost_frames += missing
-                if not sample_frame:
+                if not sample_frame and backwards and missing >= _REBOOT_JUMP:
                     self._jump_since_samples = missing
         if sample_frame:
             self._jump_since_samples = 0

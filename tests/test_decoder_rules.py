@@ -638,10 +638,16 @@ def _reboot_stream(first_seq: int, boot_log: bool) -> bytes:
     return b"".join(out)
 
 
-@pytest.mark.parametrize("first_seq", [5, 2**31 + 7, 2**32 - 100])
+@pytest.mark.parametrize("first_seq", [5, 2**31 + 7, 2**32 - 10**6])
 @pytest.mark.parametrize("boot_log", [False, True])
 def test_reboot_is_a_reset_not_billions_of_lost_frames(first_seq, boot_log):
     _, st = decode_bytes(_reboot_stream(first_seq, boot_log))
     assert st.lost_frames == 0
     assert st.seq_resets == 1
     assert st.restarts == 1 and st.segments == 2
+
+
+def test_reboot_within_2_16_frames_of_the_wrap_counts_as_lost_frames():
+    # indistinguishable from frames lost across the wrap: rule 4 applies
+    _, st = decode_bytes(_reboot_stream(2**32 - 100, boot_log=False))
+    assert st.lost_frames == 96 and st.seq_resets == 0 and st.restarts == 1
