@@ -16,7 +16,8 @@ from torch import nn
 
 from edge.labels import N_CLASSES, N_MAG_BINS
 
-from .heads import LOG_PEAK_CENTER, LOG_PEAK_SCALE, AttributeHead, EventHeads
+from .base import WaveformEventModel
+from .heads import LOG_PEAK_CENTER, LOG_PEAK_SCALE
 from .layers import MaxPool1dExportable
 
 __all__ = ["ConvBlock1d", "CNN1d"]
@@ -35,7 +36,7 @@ class ConvBlock1d(nn.Module):
         return self.pool(F.relu(self.bn(self.conv(x))))
 
 
-class CNN1d(nn.Module):
+class CNN1d(WaveformEventModel):
     """Plain 1-D CNN with the heads of :class:`~.resnet_cbam.ResNet18CBAM1d`.
 
     Args: as :class:`~.resnet_cbam.ResNet18CBAM1d`, plus ``pools`` (max-pool size after each
@@ -73,35 +74,10 @@ class CNN1d(nn.Module):
             layers.append(ConvBlock1d(c_in, w, kernel_size, p))
             c_in = w
         self.body = nn.Sequential(*layers)
-        self.embedding_dim = widths[-1]
         #: Grad-CAM hook point: the last conv block (output = final feature map).
         self.last_conv = self.body[-1]
-        self.heads = EventHeads(
-            self.embedding_dim, n_classes, n_mag_bins, head_hidden, dropout,
-            n_scalar_features, log_peak_center, log_peak_scale,
-        )
-        self.pretrain_head = AttributeHead(self.embedding_dim, n_attributes) if n_attributes else None
-
-    @property
-    def noise_dim(self) -> int:
-        return self.heads.noise_dim
+        self._build_heads(widths[-1], n_classes, n_mag_bins, head_hidden, dropout,
+                          n_scalar_features, log_peak_center, log_peak_scale, n_attributes)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(-1)
-
-    def predict_attributes(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pretrain_head is None:
-            raise RuntimeError("model was built with n_attributes=0: no pretrain_head")
-        return self.pretrain_head(self.features(x))
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        log_peak: torch.Tensor,
-        scalars: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads(self.features(x), log_peak, scalars, noise)

@@ -29,7 +29,8 @@ from torch import nn
 
 from edge.labels import N_CLASSES, N_MAG_BINS
 
-from .heads import LOG_PEAK_CENTER, LOG_PEAK_SCALE, AttributeHead, EventHeads
+from .base import WaveformEventModel
+from .heads import LOG_PEAK_CENTER, LOG_PEAK_SCALE
 from .layers import CBAM1d, MaxPool1dExportable, SoftThreshold
 
 __all__ = ["BasicBlock1d", "ResNet18CBAM1d"]
@@ -72,7 +73,7 @@ class BasicBlock1d(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet18CBAM1d(nn.Module):
+class ResNet18CBAM1d(WaveformEventModel):
     """1-D ResNet18 layout ([2, 2, 2, 2] basic blocks) with CBAM and residual shrinkage.
 
     Args:
@@ -139,15 +140,11 @@ class ResNet18CBAM1d(nn.Module):
                 c_in = w
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
-        self.embedding_dim = widths[-1]
         #: Grad-CAM hook point: the last basic block; its output (B, C, T') is the final
         #: feature map that global average pooling reduces to the embedding.
         self.last_conv = self.stages[-1][-1]
-        self.heads = EventHeads(
-            self.embedding_dim, n_classes, n_mag_bins, head_hidden, dropout,
-            n_scalar_features, log_peak_center, log_peak_scale,
-        )
-        self.pretrain_head = AttributeHead(self.embedding_dim, n_attributes) if n_attributes else None
+        self._build_heads(widths[-1], n_classes, n_mag_bins, head_hidden, dropout,
+                          n_scalar_features, log_peak_center, log_peak_scale, n_attributes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -160,31 +157,6 @@ class ResNet18CBAM1d(nn.Module):
         # No zero-init of bn2 ("identity blocks" trick): the soft threshold has zero gradient
         # at x = tau = 0, so a zeroed residual branch would never start learning.
 
-    @property
-    def noise_dim(self) -> int:
-        """Width of the optional ``noise`` input of :meth:`forward`."""
-        return self.heads.noise_dim
-
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """(B, widths[-1], T') map before global pooling (the output of :attr:`last_conv`)."""
         return self.stages(self.stem(x))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, embedding_dim) globally average-pooled embedding (transfer / two-stage)."""
-        return self.feature_map(x).mean(-1)
-
-    def predict_attributes(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_attributes) from :attr:`pretrain_head` (needs ``n_attributes > 0``)."""
-        if self.pretrain_head is None:
-            raise RuntimeError("model was built with n_attributes=0: no pretrain_head")
-        return self.pretrain_head(self.features(x))
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        log_peak: torch.Tensor,
-        scalars: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(class_logits (B, n_classes), mag_logits (B, n_mag_bins))``."""
-        return self.heads(self.features(x), log_peak, scalars, noise)
