@@ -15,6 +15,28 @@ from edge.cli import CommandError
 HELP = "write a synthetic labeled dataset (fracture/rockfall/earthquake/noise)"
 
 
+def _balance(text: str):
+    """``bossea``, ``equal`` or ``class=weight,...`` (argparse type)."""
+    if text in ("bossea", "equal"):
+        return text
+    from edge.labels import CLASSES
+
+    weights = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not sep or name not in CLASSES or weight < 0:
+            raise argparse.ArgumentTypeError(
+                f"bad balance {text!r}: use bossea, equal or CLASS=WEIGHT,... with classes "
+                f"{', '.join(CLASSES)}")
+        weights[name] = weight
+    return weights
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "synth", help=HELP, description=HELP + ". Same seed and options give identical files.",
@@ -22,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
     p.add_argument("--events", type=int, default=400, metavar="N", help="number of events (400)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
-    p.add_argument("--balance", choices=("bossea", "equal"), default="bossea",
-                   help="class proportions: bossea = 257:21:36:41 fracture:rockfall:earthquake:noise "
-                        "(default), equal = 1:1:1:1")
+    p.add_argument("--balance", type=_balance, default="bossea", metavar="BALANCE",
+                   help="class balance: 'bossea' (257:21:36:41, the default), 'equal', or relative "
+                        "weights such as 'earthquake=1' or 'fracture=2,earthquake=1'")
     p.add_argument("--snr-db", nargs=2, type=float, default=(6.0, 30.0), metavar=("MIN", "MAX"),
                    help="SNR range in dB (6 30); for earthquakes MIN is a detection threshold")
     p.add_argument("--season-shift", type=float, default=0.0, metavar="HZ",
