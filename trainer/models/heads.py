@@ -32,9 +32,12 @@ class EventHeads(nn.Module):
 
     Layout (D = embedding_dim + 1 + n_scalar_features, H = hidden)::
 
-        z = MCDropout(concat)                         # noise[:, :D]
-        class_logits = Linear(H, n_classes)(MCDropout(ReLU(Linear(D, H)(z))))   # noise[:, D:D+H]
-        mag_logits   = Linear(H, n_mag_bins)(MCDropout(ReLU(Linear(D, H)(z))))  # noise[:, D+H:]
+        z = concat(MCDropout(embedding), lp, scalars)   # noise[:, :E], E = embedding_dim
+        class_logits = Linear(H, n_classes)(MCDropout(ReLU(Linear(D, H)(z))))   # noise[:, E:E+H]
+        mag_logits   = Linear(H, n_mag_bins)(MCDropout(ReLU(Linear(D, H)(z))))  # noise[:, E+H:]
+
+    The amplitude (``lp``) and scalar features are never dropped: the magnitude rests on
+    them, and dropping them would turn MC-dropout's spread into amplitude noise.
 
     ``noise`` (optional, (B, :attr:`noise_dim`) uniform [0, 1)) replaces the three dropout
     masks' ``rand_like`` (for TFLite export, see :class:`~.layers.MCDropout`).
@@ -70,7 +73,7 @@ class EventHeads(nn.Module):
 
     @property
     def noise_dim(self) -> int:
-        return self.in_dim + 2 * self.hidden
+        return self.embedding_dim + 2 * self.hidden
 
     def forward(
         self,
@@ -79,18 +82,17 @@ class EventHeads(nn.Module):
         scalars: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        n_in = n_c = n_m = None
+        if noise is not None:
+            d, h = self.embedding_dim, self.hidden
+            n_in, n_c, n_m = noise[:, :d], noise[:, d : d + h], noise[:, d + h : d + 2 * h]
         lp = (log_peak.reshape(-1, 1) - self.log_peak_center) * (1.0 / self.log_peak_scale)
-        parts = [embedding, lp]
+        parts = [self.drop_in(embedding, n_in), lp]
         if self.n_scalar_features:
             if scalars is None:
                 raise ValueError(f"model expects {self.n_scalar_features} scalar features")
             parts.append(scalars.reshape(-1, self.n_scalar_features))
         z = torch.cat(parts, dim=1)
-        n_in = n_c = n_m = None
-        if noise is not None:
-            d, h = self.in_dim, self.hidden
-            n_in, n_c, n_m = noise[:, :d], noise[:, d : d + h], noise[:, d + h : d + 2 * h]
-        z = self.drop_in(z, n_in)
         c = self.class_out(self.class_drop(F.relu(self.class_fc(z)), n_c))
         m = self.mag_out(self.mag_drop(F.relu(self.mag_fc(z)), n_m))
         return c, m
