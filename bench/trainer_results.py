@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The trainer benchmark: every experiment behind docs/results.md, by the project's own commands.
+
+Generates the synthetic benchmark if missing (``microseis synth``), trains each model
+(``microseis train``), scores it on the held-out test set generated with another seed
+(``microseis evaluate``), runs the feature baselines (``microseis baselines``), and prints a
+table and, as the last line, one JSON object with every figure.
+
+    python bench/trainer_results.py                      # everything (about an hour on 2 cores)
+    python bench/trainer_results.py --only default       # one experiment
+    python bench/trainer_results.py --quick              # plumbing check: 2 epochs, small data
+
+Runs are kept in ``--out`` (default ``runs/bench``): an experiment whose run and evaluation
+exist is not trained again unless ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: name, events, seed, extra synth options
+DATASETS = {
+    "bench-train": (2000, 1, ["--balance", "bossea"]),
+    "bench-test": (1000, 2, ["--balance", "bossea"]),
+    "bench-mag": (2000, 3, ["--balance", "earthquake=1"]),
+    "bench-source": (3000, 4, ["--balance", "equal", "--season-shift", "-15"]),
+}
+
+#: experiment -> (train options, what it reproduces); {data} is the data folder
+EXPERIMENTS: dict[str, tuple[list[str], str]] = {
+    "default": (["--data", "{data}/bench-train", "--data", "{data}/bench-mag", "--model", "resnet18_cbam"],
+                "1D ResNet18-CBAM, the shipped model: classes + magnitude"),
+    "cnn1d": (["--data", "{data}/bench-train", "--data", "{data}/bench-mag", "--model", "cnn1d"],
+              "compact 1D-CNN"),
+    "spectrogram_cnn": (["--data", "{data}/bench-train", "--model", "spectrogram_cnn", "--balance", "smote"],
+                        "Bossea's spectrogram CNN with SMOTE"),
+    "n262_scratch": (["--data", "{data}/bench-train", "--max-labeled", "262"],
+                     "262 labels, from scratch (weighted sampling)"),
+    "n262_none": (["--data", "{data}/bench-train", "--max-labeled", "262", "--balance", "none"],
+                  "262 labels, no balancing"),
+    "n262_smote": (["--data", "{data}/bench-train", "--max-labeled", "262", "--balance", "smote"],
+                   "262 labels, SMOTE"),
+    "n262_twostage": (["--data", "{data}/bench-train", "--max-labeled", "262",
+                       "--pretrain-data", "{data}/bench-train", "--pretrain-data", "{data}/bench-source"],
+                      "262 labels, attribute-guided two-stage (pre-trained on unlabeled windows)"),
+    "source": (["--data", "{data}/bench-source"], "pre-training run for transfer (source domain)"),
+    "n262_transfer": (["--data", "{data}/bench-train", "--max-labeled", "262", "--init", "{out}/source"],
+                      "262 labels, transfer from the source-domain model"),
+}
+ORDER = ["default", "cnn1d", "spectrogram_cnn", "n262_scratch", "n262_none", "n262_smote",
+         "n262_twostage", "source", "n262_transfer"]
+
+
+def microseis(*args: str, log: Path | None = None) -> dict:
+    """Run ``python -m edge ARGS --json``; return its last-line JSON (raise on failure)."""
+    cmd = [sys.executable, "-m", "edge", *args, "--json"]
+    print("$ microseis " + " ".join(args), file=sys.stderr, flush=True)
+    with open(log, "w") if log else open("/dev/null", "w") as err:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    if out.returncode != 0:
+        tail = log.read_text()[-2000:] if log else ""
+        raise RuntimeError(f"microseis {args[0]} failed ({out.returncode}):\n{tail}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ensure_data(data: Path, quick: bool) -> None:
+    for name, (events, seed, extra) in DATASETS.items():
+        if (data / name / "labels.csv").is_file():
+            continue
+        n = max(events // 10, 40) if quick else events
+        microseis("synth", "--out", str(data / name), "--events", str(n), "--seed", str(seed), *extra)
+
+
+def run_experiment(name: str, data: Path, out: Path, args: argparse.Namespace) -> dict:
+    train_opts, _ = EXPERIMENTS[name]
+    run = out / name
+    evaluation = out / f"{name}-eval"
+    opts = [o.format(data=data, out=out) for o in train_opts]
+    if args.force or not (run / "model.pt").is_file():
+        extra = ["--epochs", "2", "--max-batches", "5"] if args.quick else []
+        t0 = time.time()
+        microseis("train", *opts, "--out", str(run), "--force", "--seed", str(args.seed),
+                  "--threads", str(args.threads), "--quiet", *extra, log=out / f"{name}-train.log")
+        print(f"  trained {name} in {time.time() - t0:.0f} s", file=sys.stderr)
+    if name == "source":
+        return {"run": str(run)}
+    if args.force or not (evaluation / "metrics.json").is_file() or not (run / "model.pt").is_file():
+        microseis("evaluate", "--model", str(run), "--data", str(data / "bench-test"),
+                  "--out", str(evaluation), log=out / f"{name}-eval.log")
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    info = json.loads((run / "run.json").read_text())
+    return {"run": str(run), "metrics": metrics, "train_seconds": info.get("seconds"),
+            "best_epoch": info.get("best_epoch")}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data", help="folder of the benchmark datasets (data)")
+    p.add_argument("--out", default="runs/bench", help="folder of the runs (runs/bench)")
+    p.add_argument("--only", nargs="+", choices=ORDER + ["baselines"], help="experiments to run")
+    p.add_argument("--force", action="store_true", help="train and evaluate again")
+    p.add_argument("--quick", action="store_true", help="small data, 2 short epochs: plumbing only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_data(data, args.quick)
+    wanted = args.only or ORDER + ["baselines"]
+    results: dict[str, dict] = {}
+    for name in ORDER:
+        if name in wanted or (name == "source" and "n262_transfer" in wanted):
+            results[name] = run_experiment(name, data, out, args)
+    if "baselines" in wanted:
+        results["baselines"] = microseis("baselines", "--train", str(data / "bench-train"), "--test",
+                                         str(data / "bench-test"), "--out", str(out / "baselines"),
+                                         log=out / "baselines.log")
+    print_table(results)
+    print(json.dumps({"benchmark": "trainer", "results": results}, default=str))
+    return 0
+
+
+def print_table(results: dict) -> None:
+    classes = ("fracture", "rockfall", "earthquake", "noise")
+    head = f"{'experiment':<18}{'macro-F1':>9}" + "".join(f"{c[:9]:>10}" for c in classes) + \
+           f"{'M±0.3':>8}{'M±0.2':>8}{'unc w/c':>9}{'train s':>9}"
+    print(head)
+    print("-" * len(head))
+    for name, r in results.items():
+        m = r.get("metrics")
+        if not m:
+            continue
+        mag = m.get("magnitude") or {}
+        unc = (m.get("uncertainty") or {}).get("ratio_wrong_to_correct")
+        row = f"{name:<18}{m['macro_f1']:>9.3f}" + "".join(f"{m['f1'][c]:>10.3f}" for c in classes)
+        row += f"{_fmt(mag.get('hit_0_3'))}{_fmt(mag.get('hit_0_2'))}{_fmt(unc, 9)}"
+        row += f"{(r.get('train_seconds') or 0):>9.0f}"
+        print(row)
+
+
+def _fmt(x, width: int = 8) -> str:
+    return f"{x:>{width}.3f}" if isinstance(x, (int, float)) else f"{'-':>{width}}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
