@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -165,17 +165,32 @@ def predict(model, arrays_or_x_logpeak: Any, sampling_rate: float, mc_passes: in
 
     The model is left in ``eval()`` mode with MC-dropout off.
     """
-    import torch
-
-    from trainer.models.layers import set_mc_dropout
-    from trainer.run import is_spectrogram_model, model_inputs
+    from trainer.run import model_inputs
 
     x, log_peak = _split_input(arrays_or_x_logpeak)
     if x.ndim != 3 or log_peak.shape[0] != x.shape[0]:
         raise ValueError(f"x must be (N, channels, n) with one log_peak per event, got {x.shape}, "
                          f"{log_peak.shape}")
-    passes = max(1, int(mc_passes))
     batch_size = max(1, int(batch_size))
+    batches = (model_inputs(model, x[s:s + batch_size], log_peak[s:s + batch_size], sampling_rate)
+               for s in range(0, x.shape[0], batch_size))
+    return predict_batches(model, batches, mc_passes, seed)
+
+
+def predict_batches(model, batches: Iterable[tuple], mc_passes: int = 20, seed: int = 0) -> Predictions:
+    """The MC-dropout loop over ready model inputs (tuples of tensors, one per batch).
+
+    ``mc_passes == 1``: one deterministic pass (dropout off); more: eval mode (BatchNorm on
+    its running statistics) with MC-dropout on, dropout masks from ``torch.manual_seed(seed)``.
+    When all dropout sits in the heads, the body runs once per batch and only the heads are
+    sampled (the same distribution, far faster).
+    """
+    import torch
+
+    from trainer.models.layers import set_mc_dropout
+    from trainer.run import is_spectrogram_model
+
+    passes = max(1, int(mc_passes))
     spectro = is_spectrogram_model(model)
     fast = passes > 1 and not spectro and _heads_only_mc(model)
     n_classes = model.config.n_classes if getattr(model.config, "n_classes", None) else None
@@ -186,9 +201,7 @@ def predict(model, arrays_or_x_logpeak: Any, sampling_rate: float, mc_passes: in
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(int(seed))
-            for start in range(0, x.shape[0], batch_size):
-                inputs = model_inputs(model, x[start:start + batch_size],
-                                      log_peak[start:start + batch_size], sampling_rate)
+            for inputs in batches:
                 cls_s, mag_s = [], []
                 if fast:
                     emb = model.features(inputs[0])

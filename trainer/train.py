@@ -53,8 +53,8 @@ from edge.preprocess import WindowSpec
 from edge.spectrogram import DEFAULT_NOVERLAP, DEFAULT_NPERSEG, spectrogram, spectrogram_shape
 from trainer.balance import balanced_order, smote_resample, stratified_split, stratified_subsample
 from trainer.data import EventArrays, dataset_description, load_dataset
+from trainer.predict_torch import predict_batches
 from trainer.metrics import evaluation_metrics
-from trainer.models.layers import mc_dropout_modules, set_mc_dropout
 from trainer.models.registry import MODELS, ModelConfig, build_model, build_model_from_config
 from trainer.run import (
     CURVES_FILE,
@@ -410,59 +410,27 @@ def _train_mode(model: nn.Module, frozen_backbone: bool) -> None:
                 m.eval()
 
 
-def _heads_only_mc(model: nn.Module) -> bool:
-    heads = getattr(model, "heads", None)
-    if heads is None or not hasattr(model, "features"):
-        return False
-    inside = {id(m) for m in mc_dropout_modules(heads)}
-    return all(id(m) in inside for m in mc_dropout_modules(model))
-
-
-@torch.no_grad()
 def predict_probs(model: nn.Module, inputs: np.ndarray, log_peak: np.ndarray, *,
                   batch_size: int = 64, mc_passes: int = 1, seed: int = 0,
                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """``(class_probs (N, C), mag_probs (N, 30) or None, uncertainty (N,))``.
 
-    ``inputs`` as :func:`prepare_inputs` makes them. ``mc_passes == 1``: one deterministic
-    pass (dropout off). ``mc_passes > 1``: eval mode with MC-dropout on, probabilities
-    averaged over the passes, the dropout masks drawn from ``torch.manual_seed(seed)`` (the
-    global RNG state is restored afterwards). Uncertainty = predictive entropy of the mean
-    class probabilities / log(C), in [0, 1]. The body of a waveform model is deterministic,
-    so it runs once per batch and only the heads are sampled (same numbers, far faster).
+    ``inputs`` as :func:`prepare_inputs` makes them (spectrograms computed once, not every
+    epoch); the MC-dropout loop and the uncertainty are :func:`trainer.predict_torch.predict_batches`.
     """
-    model.eval()
-    passes = max(1, int(mc_passes))
     spectro = is_spectrogram_model(model)
-    fast = passes > 1 and not spectro and _heads_only_mc(model)
-    cls_parts, mag_parts = [], []
-    set_mc_dropout(model, passes > 1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            for s in range(0, len(inputs), batch_size):
-                xb = torch.from_numpy(np.ascontiguousarray(inputs[s:s + batch_size], np.float32))
-                if spectro:
-                    outs = [model(xb) for _ in range(passes)]
-                else:
-                    lp = torch.from_numpy(np.asarray(log_peak[s:s + batch_size], np.float32).reshape(-1, 1))
-                    if fast:
-                        emb = model.features(xb)
-                        outs = [model.heads(emb, lp) for _ in range(passes)]
-                    else:
-                        outs = [model(xb, lp) for _ in range(passes)]
-                outs = [o if isinstance(o, tuple) else (o, None) for o in outs]
-                cls_parts.append(torch.stack([torch.softmax(o[0].double(), -1) for o in outs]).mean(0).numpy())
-                if outs[0][1] is not None:
-                    mag_parts.append(torch.stack([torch.softmax(o[1].double(), -1) for o in outs]).mean(0).numpy())
-    finally:
-        set_mc_dropout(model, False)
-    n_classes = model.config.n_classes
-    probs = np.concatenate(cls_parts) if cls_parts else np.zeros((0, n_classes))
-    mag = np.concatenate(mag_parts) if mag_parts else None
-    h = -np.sum(probs * np.log(np.clip(probs, _EPS, 1.0)), axis=1)
-    unc = np.clip(h / math.log(n_classes), 0.0, 1.0) if n_classes > 1 else np.zeros(len(probs))
-    return probs, mag, unc
+
+    def batches():
+        for s in range(0, len(inputs), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(inputs[s:s + batch_size], np.float32))
+            if spectro:
+                yield (xb,)
+            else:
+                yield (xb, torch.from_numpy(
+                    np.asarray(log_peak[s:s + batch_size], np.float32).reshape(-1, 1)))
+
+    p = predict_batches(model, batches(), mc_passes, seed)
+    return p.probs, p.mag_probs, p.uncertainty
 
 
 def _scores(probs: np.ndarray, mag_probs: np.ndarray | None, y: np.ndarray, m: np.ndarray,
