@@ -48,7 +48,8 @@ EXPERIMENTS: dict[str, tuple[list[str], str]] = {
                        "--pretrain-data", "{data}/bench-train", "--pretrain-data", "{data}/bench-source"],
                       "262 labels, attribute-guided two-stage (pre-trained on unlabeled windows)"),
     "source": (["--data", "{data}/bench-source"], "pre-training run for transfer (source domain)"),
-    "n262_transfer": (["--data", "{data}/bench-train", "--max-labeled", "262", "--init", "{out}/source"],
+    "n262_transfer": (["--data", "{data}/bench-train", "--max-labeled", "262", "--init", "{out}/source",
+                       "--freeze-backbone-epochs", "3"],
                       "262 labels, transfer from the source-domain model"),
 }
 ORDER = ["default", "cnn1d", "spectrogram_cnn", "n262_scratch", "n262_none", "n262_smote",
@@ -84,7 +85,7 @@ def run_experiment(name: str, data: Path, out: Path, args: argparse.Namespace) -
         extra = ["--epochs", "2", "--max-batches", "5"] if args.quick else []
         t0 = time.time()
         microseis("train", *opts, "--out", str(run), "--force", "--seed", str(args.seed),
-                  "--threads", str(args.threads), "--quiet", *extra, log=out / f"{name}-train.log")
+                  "--threads", str(args.threads), *extra, log=out / f"{name}-train.log")
         print(f"  trained {name} in {time.time() - t0:.0f} s", file=sys.stderr)
     if name == "source":
         return {"run": str(run)}
