@@ -1,0 +1,1 @@
+"""``microseis`` subcommands of the export side (plug-ins, see :mod:`edge.cli`)."""

@@ -1,0 +1,517 @@
+"""Signed model bundles: writer (export side), verifier/installer (station side), CLI.
+
+A tiny real ONNX model is built with ``onnx.helper`` (no torch): class and magnitude
+probabilities from the mean absolute amplitude of each channel and ``log_peak``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edge import bundle as B  # noqa: E402
+from edge.bundle import BundleError, StationCompat, verify_bundle  # noqa: E402
+from edge.labels import CLASSES, N_MAG_BINS  # noqa: E402
+from edge.preprocess import WindowSpec  # noqa: E402
+from export.bundle_writer import make_selftest, write_bundle, zip_entries  # noqa: E402
+from export.signing import generate_keypair, load_private_key, signature_file  # noqa: E402
+
+N = WindowSpec().n_samples  # 3000
+ZNE = StationCompat(channels=("Z", "N", "E"), sampling_rate=250.0)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def tiny_model(kind: str = "plain", seed: int = 0) -> bytes:
+    """x (B,3,N), log_peak (B,1) [, noise (B,4)] -> class_probs (B,4), mag_probs (B,30).
+
+    ``kind="random"`` adds a RandomUniformLike term (samples inside the graph);
+    ``kind="noise"`` applies a dropout mask from the ``noise`` input."""
+    rng = np.random.default_rng(seed)
+    wc = numpy_helper.from_array(rng.normal(size=(4, len(CLASSES))).astype(np.float32), "wc")
+    wm = numpy_helper.from_array(rng.normal(size=(4, N_MAG_BINS)).astype(np.float32), "wm")
+    bc = numpy_helper.from_array(rng.normal(size=(len(CLASSES),)).astype(np.float32), "bc")
+    nodes = [
+        helper.make_node("Abs", ["x"], ["ax"]),
+        helper.make_node("ReduceMean", ["ax"], ["m"], axes=[2], keepdims=0),
+        helper.make_node("Concat", ["m", "log_peak"], ["feat0"], axis=1),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 3, N]),
+              helper.make_tensor_value_info("log_peak", TensorProto.FLOAT, ["B", 1])]
+    inits = [wc, wm, bc]
+    if kind == "noise":
+        inputs.append(helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["B", 4]))
+        inits += [numpy_helper.from_array(np.array(0.2, np.float32), "p"),
+                  numpy_helper.from_array(np.array(1.25, np.float32), "scale")]
+        nodes += [helper.make_node("GreaterOrEqual", ["noise", "p"], ["keepb"]),
+                  helper.make_node("Cast", ["keepb"], ["keep"], to=TensorProto.FLOAT),
+                  helper.make_node("Mul", ["feat0", "keep"], ["f1"]),
+                  helper.make_node("Mul", ["f1", "scale"], ["feat"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["feat0"], ["feat"]))
+    nodes += [helper.make_node("MatMul", ["feat", "wc"], ["c0"]),
+              helper.make_node("Add", ["c0", "bc"], ["c1"])]
+    if kind == "random":
+        nodes += [helper.make_node("RandomUniformLike", ["c1"], ["r"], low=0.0, high=1.0),
+                  helper.make_node("Add", ["c1", "r"], ["c"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["c1"], ["c"]))
+    nodes += [helper.make_node("Softmax", ["c"], ["class_probs"], axis=1),
+              helper.make_node("MatMul", ["feat", "wm"], ["mg"]),
+              helper.make_node("Softmax", ["mg"], ["mag_probs"], axis=1)]
+    outputs = [helper.make_tensor_value_info("class_probs", TensorProto.FLOAT, ["B", len(CLASSES)]),
+               helper.make_tensor_value_info("mag_probs", TensorProto.FLOAT, ["B", N_MAG_BINS])]
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def selftest_inputs(kind: str = "plain") -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 3, N)).astype(np.float32)
+    x /= np.abs(x).max(axis=(1, 2), keepdims=True)
+    inputs = {"x": x, "log_peak": rng.uniform(-7, -3, size=(4, 1)).astype(np.float32)}
+    if kind == "noise":
+        inputs["noise"] = rng.uniform(size=(4, 4)).astype(np.float32)
+    return inputs
+
+
+def manifest_for(kind: str = "plain", **over) -> dict:
+    inputs = [{"name": "x", "shape": ["B", 3, N], "dtype": "float32", "kind": "waveform"},
+              {"name": "log_peak", "shape": ["B", 1], "dtype": "float32", "kind": "log_peak"}]
+    mc = {"how": "none", "passes": 1}
+    if kind == "noise":
+        inputs.append({"name": "noise", "shape": ["B", 4], "dtype": "float32", "kind": "noise"})
+        mc = {"how": "noise_input", "passes": 20, "input": "noise", "p": 0.2}
+    m = {
+        "name": "tiny-cnn", "version": "1.0.0", "created": "2026-05-01T12:00:00Z",
+        "description": "tiny test model",
+        "classes": list(CLASSES),
+        "magnitude_bins": {"min": 0.0, "max": 3.0, "width": 0.1, "n": N_MAG_BINS},
+        "input": {"channels": ["Z", "N", "E"], "sampling_rate": 250.0, "n_samples": N,
+                  "window": WindowSpec().to_dict()},
+        "inputs": inputs,
+        "outputs": [{"name": "class_probs", "shape": ["B", len(CLASSES)], "dtype": "float32",
+                     "kind": "class_probs"},
+                    {"name": "mag_probs", "shape": ["B", N_MAG_BINS], "dtype": "float32",
+                     "kind": "mag_probs"}],
+        "mc_dropout": mc,
+        "models": [{"file": "model.int8.onnx", "format": "onnx", "precision": "int8", "default": True}],
+        "training_data": {"description": "synthetic events from microseis synth, seed 0",
+                          "synthetic": True,
+                          "notice": "trained on SYNTHETIC data only: not validated on real recordings"},
+        "parity": {"top_class_agreement": 1.0, "max_abs_diff": 0.0, "per_class": {"noise": 1.0}},
+        "selftest": {"atol": {"class_probs": 1e-4, "mag_probs": 1e-4}, "top_class_must_match": True,
+                     "class_output": "class_probs"},
+        "software": "microseis-edge test",
+    }
+    m.update(over)
+    return m
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    priv, pub = generate_keypair(d, "proj")
+    opriv, opub = generate_keypair(d, "other")
+    return {"priv": load_private_key(priv), "pub": pub, "other_priv": load_private_key(opriv),
+            "other_pub": opub, "dir": d}
+
+
+@pytest.fixture(scope="module")
+def model() -> bytes:
+    return tiny_model()
+
+
+def build(path: Path, keys, model_bytes: bytes, kind: str = "plain", expected_edit=None,
+          key=None, verify: bool = True, **manifest_over) -> Path:
+    inputs = selftest_inputs(kind)
+    expected = B.run_onnx(model_bytes, inputs)
+    if expected_edit:
+        expected = expected_edit(expected)
+    return write_bundle(path, manifest_for(kind, **manifest_over), {"model.int8.onnx": model_bytes},
+                        make_selftest(inputs, expected), key or keys["priv"], verify=verify)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory, keys, model) -> Path:
+    return build(tmp_path_factory.mktemp("b") / "tiny.msb", keys, model)
+
+
+def entries_of(path: Path) -> dict[str, bytes]:
+    return B.read_entries(path.read_bytes())
+
+
+def reject(source, keys_list, match: str, code: str | None = None, **kw) -> BundleError:
+    with pytest.raises(BundleError) as ei:
+        verify_bundle(source, keys_list, **kw)
+    assert match in str(ei.value), str(ei.value)
+    if code:
+        assert ei.value.code == code
+    return ei.value
+
+
+# --------------------------------------------------------------------------- format
+
+
+def test_good_bundle_verifies_and_is_deterministic(good, keys, model, tmp_path):
+    vb = verify_bundle(good, [keys["pub"]], station=ZNE)
+    assert vb.key_id == B.key_id(B.load_public_key(keys["pub"])) == vb.manifest.signer
+    assert vb.selftest["status"] == "passed" and vb.selftest["rows"] == 4
+    assert vb.selftest["outputs"]["class_probs"]["max_abs_diff"] <= 1e-4
+    assert vb.manifest.default_model.file == "model.int8.onnx" and vb.manifest.synthetic
+    assert any("SYNTHETIC" in n for n in vb.notes)
+    # a directory of *.pub and a {key id: key} mapping work too
+    verify_bundle(good.read_bytes(), [keys["dir"]], station=ZNE, run_selftest=False)
+    # plain uncompressed ZIP, sorted names, fixed timestamps; same inputs -> same bytes
+    with zipfile.ZipFile(good) as zf:
+        infos = zf.infolist()
+    assert [i.filename for i in infos] == sorted(["manifest.json", "signature.json",
+                                                  "model.int8.onnx", "selftest.npz"])
+    assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos)
+    assert build(tmp_path / "again.msb", keys, model).read_bytes() == good.read_bytes()
+    man = json.loads(entries_of(good)["manifest.json"])
+    assert set(man["files"]) == {"model.int8.onnx", "selftest.npz"}
+    assert man["models"][0]["sha256"] == man["files"]["model.int8.onnx"]["sha256"]
+    sig = json.loads(entries_of(good)["signature.json"])
+    assert sig["key_id"] == vb.key_id and sig["algorithm"] == "ed25519"
+
+
+def test_inspect_needs_no_key(good):
+    info = B.inspect_bundle(good)
+    assert {"path", "name", "version", "sha256", "classes"} <= set(info)
+    assert info["name"] == "tiny-cnn" and info["version"] == "1.0.0" and info["classes"] == list(CLASSES)
+    import hashlib
+    assert info["sha256"] == hashlib.sha256(good.read_bytes()).hexdigest()
+    assert info["synthetic"] is True and info["verified"] is False
+    assert info["parity"] == {"top_class_agreement": 1.0, "max_abs_diff": 0.0}
+    assert info["models"][0]["default"] is True and info["signer"] == info["signature_key_id"]
+
+
+def test_noise_input_mc_dropout_bundle_verifies(keys, tmp_path):
+    m = tiny_model("noise")
+    vb = verify_bundle(build(tmp_path / "n.msb", keys, m, kind="noise"), [keys["pub"]], station=ZNE)
+    assert vb.selftest["status"] == "passed" and vb.manifest.mc_dropout["how"] == "noise_input"
+
+
+# --------------------------------------------------------------------------- rejections
+
+
+def test_flipped_byte_in_model_file(good, keys, model):
+    data = bytearray(good.read_bytes())
+    at = bytes(data).find(model) + len(model) // 2
+    data[at] ^= 0x01
+    reject(bytes(data), [keys["pub"]], "model.int8.onnx: sha256 mismatch", "hash_mismatch")
+
+
+def test_flipped_byte_in_manifest(good, keys):
+    data = good.read_bytes()
+    assert data.count(b'"tiny test model"') == 1
+    bad = data.replace(b'"tiny test model"', b'"tiny test modeL"')
+    reject(bad, [keys["pub"]], "signature invalid", "bad_signature")
+
+
+def test_wrong_key(good, keys):
+    other = B.key_id(B.load_public_key(keys["other_pub"]))
+    signer = B.key_id(B.load_public_key(keys["pub"]))
+    err = reject(good, [keys["other_pub"]], f"signed by untrusted key {signer}", "untrusted_key")
+    assert other in str(err)
+    reject(good, [], "signed by untrusted key", "untrusted_key")
+
+
+def test_signature_swapped_for_another_keys(good, keys):
+    """A valid-looking signature.json by the other (trusted) key over the real manifest bytes
+    of *another* manifest: the manifest's signer field does not match."""
+    e = entries_of(good)
+    e["signature.json"] = signature_file(e["manifest.json"], keys["other_priv"])
+    reject(zip_entries(e), [keys["pub"], keys["other_pub"]], "manifest names signer", "bad_signature")
+
+
+def test_missing_and_extra_files(good, keys):
+    e = entries_of(good)
+    del e["model.int8.onnx"]
+    reject(zip_entries(e), [keys["pub"]],
+           "model.int8.onnx is listed in the manifest but missing from the bundle", "missing_file")
+    e = entries_of(good)
+    del e["signature.json"]
+    reject(zip_entries(e), [keys["pub"]], "bundle has no signature.json", "missing_file")
+    e = entries_of(good)
+    del e["manifest.json"]
+    reject(zip_entries(e), [keys["pub"]], "bundle has no manifest.json", "missing_file")
+    e = entries_of(good)
+    e["extra.bin"] = b"payload"
+    reject(zip_entries(e), [keys["pub"]], "unlisted file 'extra.bin'", "extra_file")
+
+
+def test_truncated_not_zip_and_oversized(good, keys, tmp_path):
+    data = good.read_bytes()
+    reject(data[: len(data) // 2], [keys["pub"]], "truncated or corrupt ZIP", "not_zip")
+    reject(data[:-10], [keys["pub"]], "truncated or corrupt ZIP", "not_zip")
+    reject(b"hello, I am not a bundle" * 4, [keys["pub"]], "not a ZIP archive", "not_zip")
+    reject(b"", [keys["pub"]], "not a ZIP archive", "not_zip")
+    reject(good, [keys["pub"]], f"bundle is {len(data)} bytes, more than the 1000-byte limit",
+           "too_large", max_bytes=1000)
+    reject(data, [keys["pub"]], "more than the limit of 3", "too_large", max_entries=3)
+    reject(tmp_path / "nope.msb", [keys["pub"]], "no such bundle file", "not_found")
+
+
+@pytest.mark.parametrize("name", ["../evil.onnx", "/etc/evil", "sub/model.onnx", ".hidden", "a\\b"])
+def test_unsafe_entry_names(good, keys, name):
+    e = entries_of(good)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n, body in e.items():
+            zf.writestr(n, body)
+        zf.writestr(zipfile.ZipInfo(name), b"x")
+    reject(buf.getvalue(), [keys["pub"]], "unsafe entry name", "unsafe_name")
+
+
+def test_compressed_and_duplicate_entries(good, keys):
+    e = entries_of(good)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, body in e.items():
+            zf.writestr(n, body)
+    reject(buf.getvalue(), [keys["pub"]], "is compressed", "not_zip")
+    buf = io.BytesIO()
+    with pytest.warns(UserWarning), zipfile.ZipFile(buf, "w") as zf:
+        for n, body in e.items():
+            zf.writestr(n, body)
+        zf.writestr("model.int8.onnx", b"evil")
+    reject(buf.getvalue(), [keys["pub"]], "duplicate entry 'model.int8.onnx'", "unsafe_name")
+
+
+def test_station_with_other_channels_or_rate(good, keys):
+    reject(good, [keys["pub"]], "the model needs channels Z,N,E but the station has Z (missing N,E)",
+           "incompatible", station=StationCompat(channels=("Z",), sampling_rate=250.0))
+    reject(good, [keys["pub"]], "the model needs 250 Hz but the station samples at 100 Hz",
+           "incompatible", station=StationCompat(sampling_rate=100.0))
+    reject(good, [keys["pub"]], "differ from the station's", "incompatible",
+           station=StationCompat(classes=("earthquake", "noise")))
+    # a faster digitizer downsamples (as preprocess_stream does); Z12 channels are Z, N, E
+    vb = verify_bundle(good, [keys["pub"]], station=StationCompat(channels=("Z", "1", "2"), sampling_rate=500.0),
+                       run_selftest=False)
+    assert any("downsamples 500 Hz" in n for n in vb.notes)
+
+
+def test_selftest_mismatch_after_resigning(keys, model, tmp_path):
+    def edit(exp):
+        exp = dict(exp)
+        exp["class_probs"] = exp["class_probs"].copy()
+        exp["class_probs"][2, 1] += 0.25
+        return exp
+
+    path = build(tmp_path / "st.msb", keys, model, expected_edit=edit, verify=False)
+    # signature and hashes are fine ...
+    verify_bundle(path, [keys["pub"]], station=ZNE, run_selftest=False)
+    # ... only the self-test fails, naming the output, the difference and the tolerance
+    err = reject(path, [keys["pub"]], "self-test mismatch: output 'class_probs' differs from the "
+                 "expected values by up to 0.25 (tolerance 0.0001)", "selftest", station=ZNE)
+    assert "mag_probs" not in str(err)
+    with pytest.raises(BundleError, match="self-test mismatch"):  # the writer refuses it
+        build(tmp_path / "st2.msb", keys, model, expected_edit=edit)
+    assert not (tmp_path / "st2.msb").exists()
+
+
+def test_graph_that_samples_inside_is_refused(keys, tmp_path):
+    with pytest.raises(BundleError, match="is not deterministic"):
+        build(tmp_path / "r.msb", keys, tiny_model("random"))
+    with pytest.raises(ValueError, match="feed the dropout noise as a graph input"):
+        build(tmp_path / "r.msb", keys, tiny_model(), mc_dropout={"how": "random_op", "passes": 20})
+
+
+def test_manifest_lying_about_the_graph(keys, model, tmp_path):
+    m = manifest_for()
+    m["inputs"][1]["shape"] = ["B", 2]
+    with pytest.raises(BundleError, match="input 'log_peak' has shape"):
+        build(tmp_path / "l.msb", keys, model, inputs=m["inputs"])
+
+
+def test_signed_bad_json_and_unknown_format(good, keys):
+    e = entries_of(good)
+    e["manifest.json"] = b"{not json"
+    e["signature.json"] = signature_file(e["manifest.json"], keys["priv"])
+    reject(zip_entries(e), [keys["pub"]], "manifest.json is not valid JSON", "bad_manifest")
+    e = entries_of(good)
+    man = json.loads(e["manifest.json"])
+    man["format"] = "microseis-bundle/2"
+    e["manifest.json"] = json.dumps(man).encode()
+    e["signature.json"] = signature_file(e["manifest.json"], keys["priv"])
+    reject(zip_entries(e), [keys["pub"]], "unknown bundle format 'microseis-bundle/2'", "unknown_format")
+
+
+def test_writer_insists_on_plain_synthetic_notice(keys, model, tmp_path):
+    td = {"description": "synthetic events", "synthetic": True, "notice": ""}
+    with pytest.raises(ValueError, match="must say so plainly"):
+        build(tmp_path / "s.msb", keys, model, training_data=td)
+    with pytest.raises(ValueError, match="training_data.synthetic is missing"):
+        build(tmp_path / "s.msb", keys, model, training_data={"description": "real"})
+    assert not (tmp_path / "s.msb").exists()
+
+
+def test_tflite_only_bundle_skips_selftest_and_is_not_installed(keys, tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "_litert_available", lambda: False)
+    inputs = selftest_inputs()
+    expected = {"class_probs": np.full((4, 4), 0.25, np.float32),
+                "mag_probs": np.full((4, N_MAG_BINS), 1 / N_MAG_BINS, np.float32)}
+    man = manifest_for(models=[{"file": "model.int8.tflite", "format": "tflite", "precision": "int8",
+                                "default": True}])
+    path = write_bundle(tmp_path / "t.msb", man, {"model.int8.tflite": b"TFL3 not really"},
+                        make_selftest(inputs, expected), keys["priv"])
+    vb = verify_bundle(path, [keys["pub"]])
+    assert vb.selftest["status"] == "skipped" and "ai-edge-litert is not installed" in vb.selftest["note"]
+    with pytest.raises(BundleError, match="not installed: self-test skipped"):
+        B.install_bundle(path.read_bytes(), tmp_path / "models", [keys["pub"]], ZNE)
+    assert B.current_model_dir(tmp_path / "models") is None
+
+
+# --------------------------------------------------------------------------- install
+
+
+def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
+    models = tmp_path / "models"
+    v2 = build(tmp_path / "v2.msb", keys, model, version="1.1.0")
+    v3 = build(tmp_path / "v3.msb", keys, model, version="1.2.0")
+    a = B.install_bundle(good.read_bytes(), models, [keys["pub"]], ZNE)
+    assert B.current_model_dir(models) == a and B.previous_model_dir(models) is None
+    assert a.name.startswith("tiny-cnn-1.0.0-") and (a / "model.int8.onnx").read_bytes() == model
+    assert (a / "bundle.msb").read_bytes() == good.read_bytes()
+    assert B.read_manifest(a).version == "1.0.0"
+    b = B.install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
+    assert B.current_model_dir(models) == b and B.previous_model_dir(models) == a
+    # installing the current bundle again is harmless
+    assert B.install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE) == b
+    assert B.current_model_dir(models) == b and B.previous_model_dir(models) == a
+
+    before = sorted(p.name for p in models.iterdir())
+    data = bytearray(v3.read_bytes())
+    at = bytes(data).find(model) + 100
+    data[at] ^= 0xFF
+    bad_cases = [
+        (bytes(data), ZNE, "sha256 mismatch"),
+        (v3.read_bytes(), StationCompat(channels=("Z",), sampling_rate=250.0), "station has Z"),
+        (v3.read_bytes()[:500], ZNE, "truncated"),
+    ]
+    for blob, station, why in bad_cases:
+        with pytest.raises(BundleError, match=why):
+            B.install_bundle(blob, models, [keys["pub"]], station)
+        assert B.current_model_dir(models) == b and B.previous_model_dir(models) == a
+        assert sorted(p.name for p in models.iterdir()) == before  # nothing half-installed
+    with pytest.raises(BundleError, match="untrusted key"):
+        B.install_bundle(v3.read_bytes(), models, [keys["other_pub"]], ZNE)
+    assert sorted(p.name for p in models.iterdir()) == before
+
+    assert B.rollback(models) == a
+    assert B.current_model_dir(models) == a and B.previous_model_dir(models) == b
+    assert B.rollback(models) == b  # a second rollback undoes the first
+    c = B.install_bundle(v3.read_bytes(), models, [keys["pub"]], ZNE)
+    assert B.current_model_dir(models) == c and B.previous_model_dir(models) == b
+    assert not a.exists()  # neither current nor previous: pruned
+    assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == sorted(
+        ["current", "previous", b.name, c.name])
+
+
+def test_rollback_without_previous(keys, good, tmp_path):
+    with pytest.raises(BundleError, match="no previous model"):
+        B.rollback(tmp_path)
+    B.install_bundle(good.read_bytes(), tmp_path / "m", [keys["pub"]], ZNE)
+    with pytest.raises(BundleError, match="no previous model to roll back to"):
+        B.rollback(tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _main(monkeypatch, argv):
+    """``microseis`` with the keygen and bundle plug-ins (whether or not they are registered)."""
+    import edge.cli as cli
+
+    class _EP:
+        def __init__(self, name, load):
+            self.name, self._load = name, load
+
+        def load(self):
+            return self._load()
+
+    def keygen():
+        from export.cli.keygen import register
+        return register
+
+    def bundle():
+        from edge.cli.bundle import register
+        return register
+
+    monkeypatch.setattr(cli, "entry_points", lambda group: [_EP("keygen", keygen), _EP("bundle", bundle)])
+    return cli.main(argv)
+
+
+def test_cli_keygen(monkeypatch, tmp_path, capsys):
+    rc = _main(monkeypatch, ["keygen", "--out", str(tmp_path / "k"), "--name", "site", "--json"])
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and res["private_key"].endswith("site.key") and len(res["key_id"]) == 16
+    assert stat.S_IMODE(os.stat(res["private_key"]).st_mode) == 0o600
+    assert B.key_id(B.load_public_key(res["public_key"])) == res["key_id"]
+    rc = _main(monkeypatch, ["keygen", "--out", str(tmp_path / "k"), "--name", "site"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "already exists; refusing to overwrite" in err[0]
+
+
+def test_cli_verify_exit_codes(monkeypatch, good, keys, tmp_path, capsys):
+    pub = str(keys["pub"])
+    assert _main(monkeypatch, ["bundle", "verify", str(good), "--pubkey", pub]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"OK {good}: tiny-cnn 1.0.0") and "self-test: passed" in out and "SYNTHETIC" in out
+
+    assert _main(monkeypatch, ["bundle", "verify", str(good), "--pubkey", pub, "--json",
+                               "--channels", "HHZ,HHN,HHE", "--rate", "250"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["ok"] and res["selftest"]["status"] == "passed" and res["name"] == "tiny-cnn"
+
+    rc = _main(monkeypatch, ["bundle", "verify", str(good), "--pubkey", str(keys["other_pub"])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "REJECTED: signed by untrusted key" in err[0]
+
+    rc = _main(monkeypatch, ["bundle", "verify", str(good), "--pubkey", pub, "--channels", "Z", "--json"])
+    cap = capsys.readouterr()
+    res = json.loads(cap.out.strip().splitlines()[-1])
+    assert rc == 1 and not res["ok"] and res["code"] == "incompatible" and "station has Z" in res["error"]
+
+    bad = tmp_path / "bad.msb"
+    bad.write_bytes(good.read_bytes()[:300])
+    assert _main(monkeypatch, ["bundle", "verify", str(bad), "--pubkey", pub]) == 1
+    assert "truncated" in capsys.readouterr().err
+
+    missing = tmp_path / "edge_models" / "default.msb"
+    monkeypatch.setattr(B, "DEFAULT_BUNDLE", missing)
+    assert _main(monkeypatch, ["bundle", "verify", "--pubkey", pub]) == 1
+    assert f"no shipped default bundle at {missing}" in capsys.readouterr().err
+    monkeypatch.setattr(B, "KEYS_DIR", tmp_path / "no_keys")
+    assert _main(monkeypatch, ["bundle", "verify", str(good)]) == 1
+    assert "no trusted public keys" in capsys.readouterr().err
+
+
+def test_cli_inspect(monkeypatch, good, capsys, tmp_path):
+    assert _main(monkeypatch, ["bundle", "inspect", str(good), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"path", "name", "version", "sha256", "classes"} <= set(res)
+    assert res["path"] == str(good) and res["classes"] == list(CLASSES)
+    assert _main(monkeypatch, ["bundle", "inspect", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-cnn" in out and "SYNTHETIC" in out and "not verified" in out
+    junk = tmp_path / "junk.msb"
+    junk.write_bytes(b"junk" * 10)
+    assert _main(monkeypatch, ["bundle", "inspect", str(junk)]) == 2
+    assert "not a ZIP archive" in capsys.readouterr().err
