@@ -68,13 +68,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _progress_printer(stream=sys.stderr):
+def _progress_printer(stream=None):
+    """Progress lines every 10 % on ``stream`` (the current ``sys.stderr`` when None)."""
     state = {"next": 10}
 
     def progress(done: int, total: int, elapsed: float) -> None:
         pct = 100 * done // total
         if pct >= state["next"] or done == total:
-            print(f"synth: {done}/{total} events ({pct}%), {elapsed:.1f} s", file=stream, flush=True)
+            print(f"synth: {done}/{total} events ({pct}%), {elapsed:.1f} s",
+                  file=stream or sys.stderr, flush=True)
             state["next"] = (pct // 10 + 1) * 10
 
     return progress
