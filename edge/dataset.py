@@ -35,7 +35,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
@@ -194,6 +194,17 @@ def _check_stream(st: Stream, station: str | None) -> Stream:
     return st
 
 
+def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(line, cells)`` of every non-blank CSV row; ``line`` is the 1-based line where the
+    row starts, also when a quoted field spans several lines."""
+    reader = csv.reader(lines)
+    prev_line = 0
+    for cells in reader:
+        line, prev_line = prev_line + 1, reader.line_num
+        if any(c.strip() for c in cells):
+            yield line, cells
+
+
 def read_labels(
     folder: str | os.PathLike[str], *, check_files: bool = True
 ) -> tuple[list[LabeledEvent], list[RowError]]:
@@ -220,15 +231,10 @@ def read_labels(
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{labels}: not UTF-8 ({exc})") from None
 
-    reader = csv.reader(text.splitlines(keepends=True))
     header: list[str] | None = None
     rows: list[LabeledEvent] = []
     errors: list[RowError] = []
-    prev_line = 0
-    for cells in reader:
-        line, prev_line = prev_line + 1, reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
+    for line, cells in csv_rows(text.splitlines(keepends=True)):
         if header is None:
             header = [c.strip().lower() for c in cells]
             if "path" not in header:

@@ -48,7 +48,6 @@ failures become :class:`SteadRowError` (a :class:`edge.dataset.RowError` with th
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -59,7 +58,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
 
-from edge.dataset import RowError
+from edge.dataset import RowError, csv_rows
 from edge.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features
 from edge.labels import CLASSES
 from edge.preprocess import PreprocessError, Window, WindowSpec, normalize, preprocess_stream
@@ -154,13 +153,8 @@ def _float_or_none(text: str | None) -> float | None:
 def _read_csv(csv_path: Path) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
     """``(line, normalised cells, raw cells)`` per non-blank data row, streaming."""
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
         header: list[str] | None = None
-        prev = 0
-        for cells in reader:
-            line, prev = prev + 1, reader.line_num
-            if not any(c.strip() for c in cells):
-                continue
+        for line, cells in csv_rows(fh):
             if header is None:
                 header = [c.strip() for c in cells]
                 keys = [COLUMN_ALIASES.get(h.lower(), h.lower()) for h in header]
