@@ -47,6 +47,10 @@ EXPERIMENTS: dict[str, tuple[list[str], str]] = {
     "n262_twostage": (["--data", "{data}/bench-train", "--max-labeled", "262",
                        "--pretrain-data", "{data}/bench-train", "--pretrain-epochs", "10"],
                       "262 labels, attribute-guided two-stage (pre-trained on unlabeled windows)"),
+    "n262_twostage_long": (["--data", "{data}/bench-train", "--max-labeled", "262",
+                            "--pretrain-data", "{data}/bench-train", "--pretrain-data", "{data}/bench-source",
+                            "--pretrain-epochs", "20"],
+                           "262 labels, two-stage with a longer stage 1 on bench-train + bench-source windows"),
     "source": (["--data", "{data}/bench-source", "--epochs", "12"],
                "pre-training run for transfer (source domain)"),
     "n262_transfer": (["--data", "{data}/bench-train", "--max-labeled", "262", "--init", "{out}/source",
@@ -54,7 +58,7 @@ EXPERIMENTS: dict[str, tuple[list[str], str]] = {
                       "262 labels, transfer from the source-domain model"),
 }
 ORDER = ["default", "cnn1d", "spectrogram_cnn", "n262_scratch", "n262_none", "n262_smote",
-         "n262_twostage", "source", "n262_transfer"]
+         "n262_twostage", "n262_twostage_long", "source", "n262_transfer"]
 
 
 def microseis(*args: str, log: Path | None = None) -> dict:
