@@ -73,8 +73,24 @@ def microseis(*args: str, log: Path | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ensure_data(data: Path, quick: bool) -> None:
+def needed_datasets(wanted: list[str]) -> set[str]:
+    """Datasets the wanted experiments read (the test set always)."""
+    names = {"bench-test"}
+    if "baselines" in wanted:
+        names.add("bench-train")
+    for exp in wanted:
+        for opt in EXPERIMENTS.get(exp, ([], ""))[0]:
+            if opt.startswith("{data}/"):
+                names.add(opt.split("/", 1)[1])
+    if "n262_transfer" in wanted:
+        names.update(needed_datasets(["source"]))
+    return names
+
+
+def ensure_data(data: Path, quick: bool, names: set[str] | None = None) -> None:
     for name, (events, seed, extra) in DATASETS.items():
+        if names is not None and name not in names:
+            continue
         if (data / name / "labels.csv").is_file():
             continue
         n = max(events // 10, 40) if quick else events
@@ -115,8 +131,8 @@ def main() -> int:
     args = p.parse_args()
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ensure_data(data, args.quick)
     wanted = args.only or ORDER + ["baselines"]
+    ensure_data(data, args.quick, needed_datasets(wanted))
     results: dict[str, dict] = {}
     for name in ORDER:
         if name in wanted or (name == "source" and "n262_transfer" in wanted):

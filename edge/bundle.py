@@ -949,9 +949,18 @@ def selftest_arrays(npz: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.nda
     return inputs, expected
 
 
+#: onnxruntime graph optimizers the station switches off (see :func:`open_onnx_session`)
+DISABLED_ORT_OPTIMIZERS = ("NhwcTransformer",)
+
+
 def open_onnx_session(model: bytes | str | os.PathLike, threads: int = 1):
     """An onnxruntime CPU session the way the station runs models (``threads`` intra-op
-    threads, one inter-op thread, warnings off)."""
+    threads, one inter-op thread, warnings off).
+
+    ONNX Runtime's ``NhwcTransformer`` is switched off: on these 1-D models it wraps every
+    int8 ``QLinearConv`` in a pair of Transposes (NCHW <-> NHWC) that cost more than the int8
+    convolution saves (measured: int8 0.92x fp32 with it, 0.83x without; docs/performance.md).
+    fp32 graphs are not affected."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -960,7 +969,8 @@ def open_onnx_session(model: bytes | str | os.PathLike, threads: int = 1):
     so.log_severity_level = 3
     src = model if isinstance(model, (bytes, bytearray)) else str(model)
     return ort.InferenceSession(bytes(src) if isinstance(src, bytearray) else src,
-                                sess_options=so, providers=["CPUExecutionProvider"])
+                                sess_options=so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_ORT_OPTIMIZERS))
 
 
 def run_onnx(model: bytes | str | os.PathLike, inputs: Mapping[str, np.ndarray],

@@ -262,7 +262,10 @@ def test_gradcam_shape_and_range(resnet, synth, cache):
     arrays, _ = load_dataset(synth, WindowSpec(), CLASSES, cache_dir=cache, progress=False)
     cam = gradcam(resnet, arrays.x[:3], arrays.log_peak[:3])
     assert cam.shape == (3, 3000) and cam.dtype == np.float32
-    assert cam.min() >= 0 and cam.max() <= 1 and np.all(cam.max(1) == 1)
+    # each map is min-max normalised; an untrained model may have no positive evidence for
+    # an event, and then its map stays all zero
+    assert cam.min() >= 0 and cam.max() <= 1
+    assert np.all((cam.max(1) == 1) | (cam.max(1) == 0)) and cam.max() == 1
     cam2 = gradcam(resnet, arrays.x[:3], arrays.log_peak[:3], target=2)
     assert cam2.shape == (3, 3000)
     assert all(p.grad is None for p in resnet.parameters())
@@ -340,7 +343,7 @@ def test_cli_errors_are_one_line_exit_2(trained_run, synth, cache, tmp_path, cap
         _cli(["evaluate", "--model", str(tmp_path / "empty"), "--data", str(synth), "--out", str(tmp_path / "o")])
     bundle = tmp_path / "m.msb"
     bundle.write_bytes(b"PK\x03\x04")
-    with pytest.raises(CommandError, match="model bundles are not supported yet"):
+    with pytest.raises(CommandError, match="bundle rejected: not a bundle"):
         _cli(["evaluate", "--model", str(bundle), "--data", str(synth), "--out", str(tmp_path / "o")])
     with pytest.raises(CommandError, match="no such data directory"):
         _cli(["evaluate", "--model", str(trained_run), "--data", str(tmp_path / "nodata"),

@@ -97,11 +97,18 @@ def test_resnet_layout_and_time_length():
     model = _model("resnet18_cbam")
     assert [len(s) for s in model.stages] == [2, 2, 2, 2]
     x, lp = _inputs(2)
-    assert model.feature_map(x).shape == (2, 64, 94)
+    # stem stride 4 + pool 2, then three stride-2 stages: 3000 / 8 / 8 = 47 time steps
+    assert model.feature_map(x).shape == (2, 64, 47)
+    assert model_stride2_len(x) == 94
     # the time length is not fixed
     with torch.no_grad():
         c, m = model(*_inputs(2, n=2000))
     assert c.shape == (2, 4) and m.shape == (2, 30)
+
+
+def model_stride2_len(x):
+    from trainer.models.resnet_cbam import ResNet18CBAM1d
+    return ResNet18CBAM1d(stem_stride=2).eval().feature_map(x).shape[-1]
 
 
 def test_scalar_features():

@@ -5,12 +5,10 @@ training run (torch, :class:`TorchRunScorer`) or -- later -- a signed model bund
 models. :func:`load_scorer` picks the scorer from the path:
 
 * a directory holding ``model.pt`` (or the ``model.pt`` file itself) -> :class:`TorchRunScorer`;
-* any other file -> a model bundle. Not implemented yet: :func:`_load_bundle` raises
-  ``EvaluationError("model bundles are not supported yet: PATH")``. The export side plugs its
-  bundle scorer in there (or passes a ready :class:`Scorer` to :func:`evaluate`). A bundle
-  scorer computes its MC passes itself and summarises them with
-  :func:`trainer.predict_torch.predictions_from_samples` (numpy only), so the uncertainty
-  numbers mean the same for both.
+* any other file -> a signed model bundle (:class:`trainer.bundle_scorer.BundleScorer`),
+  verified and run by the station's own :class:`edge.inference.EventClassifier`; its MC
+  passes are summarised by :func:`edge.predictions.predictions_from_samples`, as the torch
+  scorer's are, so the uncertainty numbers mean the same for both.
 
 Outputs in ``out_dir`` (see ``docs/evaluation.md``)::
 
@@ -164,12 +162,17 @@ class TorchRunScorer:
         }
 
 
-def _load_bundle(path: Path) -> Scorer:
-    """Scorer for a model bundle file. Filled in by the export side."""
-    raise EvaluationError(f"model bundles are not supported yet: {path}")
+def _load_bundle(path: Path, trusted_keys: Sequence[str] | None = None, runtime: str = "onnx",
+                 batch_size: int = 64) -> Scorer:
+    """Scorer for a signed model bundle (verified against ``trusted_keys``, default the
+    shipped keys), run by the station's own inference code."""
+    from trainer.bundle_scorer import BundleScorer
+
+    return BundleScorer(path, trusted_keys=trusted_keys, runtime=runtime, batch_size=batch_size)
 
 
-def load_scorer(path: str | Path, batch_size: int = 64) -> Scorer:
+def load_scorer(path: str | Path, batch_size: int = 64, trusted_keys: Sequence[str] | None = None,
+                runtime: str = "onnx") -> Scorer:
     """The :class:`Scorer` for a run directory (or its ``model.pt``) or a model bundle file."""
     from trainer.run import MODEL_FILE
 
@@ -179,7 +182,7 @@ def load_scorer(path: str | Path, batch_size: int = 64) -> Scorer:
     if p.is_file():
         if p.name == MODEL_FILE:
             return TorchRunScorer(p.parent, batch_size=batch_size)
-        return _load_bundle(p)
+        return _load_bundle(p, trusted_keys, runtime, batch_size)
     raise EvaluationError(f"{p}: no such run directory or model bundle")
 
 
@@ -258,7 +261,8 @@ def _safe_name(s: str) -> str:
 def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: str | Path,
              mc_passes: int = 20, gradcam_events: int = 8, *, seed: int = 0, batch_size: int = 64,
              cache_dir: str | Path | None = None, use_cache: bool = True,
-             progress: bool = False) -> dict:
+             progress: bool = False, trusted_keys: Sequence[str] | None = None,
+             runtime: str = "onnx") -> dict:
     """Score ``model_source`` on the labeled folder ``data_dir``; write everything to ``out_dir``.
 
     Returns the ``metrics.json`` object. Rows that cannot be used (unknown labels, no label,
@@ -271,7 +275,8 @@ def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: s
     from trainer.metrics import evaluation_metrics
 
     t0 = time.perf_counter()
-    scorer = model_source if isinstance(model_source, Scorer) else load_scorer(model_source, batch_size)
+    scorer = (model_source if isinstance(model_source, Scorer)
+              else load_scorer(model_source, batch_size, trusted_keys, runtime))
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise EvaluationError(f"{data_dir}: no such data directory")

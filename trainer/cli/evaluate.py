@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="where preprocessed windows are cached ($MICROSEIS_CACHE or ~/.cache/microseis)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the window cache")
+    p.add_argument("--pubkey", action="append", metavar="KEY",
+                   help="public key a bundle may be signed with (repeatable; default: the shipped keys)")
+    p.add_argument("--runtime", choices=("onnx", "tflite"), default="onnx",
+                   help="runtime for a bundle (onnx)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (last line)")
     p.set_defaults(func=run)
     return p
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate(args.model, args.data, args.out, mc_passes=args.mc_passes,
                            gradcam_events=args.gradcam, seed=args.seed, batch_size=args.batch_size,
                            cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                           progress=not args.json)
+                           progress=not args.json, trusted_keys=args.pubkey, runtime=args.runtime)
     except EvaluationError as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
