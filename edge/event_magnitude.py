@@ -1,0 +1,117 @@
+"""Physical local magnitude of one event on the station: S-P picks (ObsPy's AR-AIC picker)
+-> hypocentral distance -> Wood-Anderson ML (Hutton & Boore 1987, :mod:`edge.magnitude`).
+
+Returns a value or ``None`` with a ``reason`` -- the ``magnitude.ml`` / ``magnitude.reason``
+fields of an ``end`` message -- never raises on data it cannot use.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from obspy import Inventory, Stream, UTCDateTime
+
+from edge.magnitude import VP_KM_S, VS_KM_S, hypocentral_distance_km, local_magnitude, station_magnitude
+
+__all__ = ["MagnitudeResult", "pick_p_s", "event_ml"]
+
+#: plausible S-P times (s): below, the picks are the same phase; above, not a local event
+MIN_SP_S = 0.05
+MAX_SP_S = 30.0
+
+
+@dataclass
+class MagnitudeResult:
+    """``ml`` (None when it cannot be computed, then ``reason`` says why), the picks and the
+    distance it rests on."""
+
+    ml: float | None
+    reason: str | None = None
+    p_time: UTCDateTime | None = None
+    s_time: UTCDateTime | None = None
+    distance_km: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"ml": None if self.ml is None else round(self.ml, 2)}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.distance_km is not None:
+            d["distance_km"] = round(self.distance_km, 3)
+        if self.p_time is not None and self.s_time is not None:
+            d["s_minus_p_s"] = round(float(self.s_time - self.p_time), 3)
+        return d
+
+
+def _components(st: Stream) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for tr in st:
+        c = tr.stats.channel[-1:].upper()
+        c = {"1": "N", "2": "E"}.get(c, c)
+        if c in "ZNE" and c not in out:
+            out[c] = tr
+    return out
+
+
+def pick_p_s(st: Stream) -> tuple[UTCDateTime, UTCDateTime] | None:
+    """P and S onsets with :func:`obspy.signal.trigger.ar_pick` on a 3-component stream
+    (counts or velocity), or None when the picker finds no usable pair."""
+    from obspy.signal.trigger import ar_pick
+
+    comps = _components(st)
+    if not all(c in comps for c in "ZNE"):
+        return None
+    z, n, e = comps["Z"], comps["N"], comps["E"]
+    fs = float(z.stats.sampling_rate)
+    t0 = max(tr.stats.starttime for tr in (z, n, e))
+    t1 = min(tr.stats.endtime for tr in (z, n, e))
+    if t1 - t0 < 3.0:
+        return None
+    a, b, c = (np.ascontiguousarray(tr.slice(t0, t1).data[: int((t1 - t0) * fs)], dtype=np.float32)
+               for tr in (z, n, e))
+    m = min(len(a), len(b), len(c))
+    f2 = min(20.0, 0.45 * fs)
+    try:
+        p, s = ar_pick(a[:m], b[:m], c[:m], fs, 1.0, f2, 1.0, 0.1, 4.0, 1.0, 2, 8, 0.1, 0.2, s_pick=True)
+    except Exception:  # noqa: BLE001 -- the picker raises on degenerate data
+        return None
+    if not (math.isfinite(p) and math.isfinite(s)) or p <= 0 or s <= p:
+        return None
+    return t0 + float(p), t0 + float(s)
+
+
+def event_ml(st: Stream, *, inventory: Inventory | None = None, sensitivity: float | None = None,
+             vp_km_s: float = VP_KM_S, vs_km_s: float = VS_KM_S) -> MagnitudeResult:
+    """ML of the event in ``st`` (raw counts, Z/N/E, a few seconds of pre-event data).
+
+    The response comes from ``inventory`` (StationXML) or a flat ``sensitivity`` in counts
+    per m/s; with neither, ``ml`` is None.
+    """
+    if inventory is None and not sensitivity:
+        return MagnitudeResult(None, "no station response configured ([magnitude] stationxml or sensitivity)")
+    picks = pick_p_s(st)
+    if picks is None:
+        return MagnitudeResult(None, "no P/S pick pair (S-P needed for the distance)")
+    p, s = picks
+    sp = float(s - p)
+    if not MIN_SP_S <= sp <= MAX_SP_S:
+        return MagnitudeResult(None, f"S-P {sp:.2f} s outside {MIN_SP_S}-{MAX_SP_S} s", p, s)
+    r = hypocentral_distance_km(sp, vp_km_s, vs_km_s)
+    try:
+        if inventory is not None:
+            ml = station_magnitude(st, inventory, r)
+        else:
+            horiz = []
+            for tr in st:
+                if tr.stats.channel[-1:].upper() in "NE12":
+                    t = tr.copy()
+                    t.data = t.data.astype(np.float64) / float(sensitivity)
+                    horiz.append(t)
+            ml = local_magnitude(horiz, None, r)
+    except Exception as exc:  # noqa: BLE001 -- a bad response must not kill the event
+        return MagnitudeResult(None, f"ML failed: {exc}", p, s, r)
+    if not math.isfinite(ml):
+        return MagnitudeResult(None, "zero amplitude on the horizontals", p, s, r)
+    return MagnitudeResult(float(ml), None, p, s, r)

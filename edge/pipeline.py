@@ -1,0 +1,298 @@
+"""The station's event pipeline, without I/O threads: chunks of samples in, event messages out.
+
+    Chunk -> RingBuffers (raw counts, for windows) -> archive
+          -> StreamingTrigger (stateful bandpass + ObsPy's C STA/LTA, coincidence)
+             trigger on  -> ``new`` message at once (the early alert)
+             trigger off -> wait until the window's data is in -> cut (pre 2 s, post 4 s
+                            after off, capped) -> preprocess (edge.preprocess, the code the
+                            model was trained with) -> bundle model (MC-dropout) -> ML
+                            (Wood-Anderson, S-P distance) -> ``end`` message -> snippet
+
+:class:`EventPipeline` is driven by :mod:`edge.daemon` (live) and by tests and benchmarks
+(replays) alike; it hands messages to a :class:`Publisher`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from obspy import Inventory, Stream, UTCDateTime
+
+from edge.event_magnitude import event_ml
+from edge.inference import EventClassifier
+from edge.messages import SCHEMA, event_id, iso_utc
+from edge.preprocess import PreprocessError, preprocess_stream
+from edge.ring_buffer import RingBuffers
+from edge.station_input import Chunk
+
+__all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline", "iso_utc", "event_id"]
+
+log = logging.getLogger(__name__)
+
+class Publisher(Protocol):
+    """Where messages go (the MQTT link, or a list in tests)."""
+
+    def event_new(self, msg: dict[str, Any]) -> None: ...
+
+    def event_end(self, msg: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class EventSettings:
+    """Event window and classification settings (``[event]`` and ``[magnitude]``).
+
+    Attributes:
+        pre_s: seconds of data before trigger-on in the event snippet (2).
+        post_s: seconds after trigger-off (4).
+        max_window_s: cap on the snippet length from trigger-on (60).
+        mc_passes: MC-dropout passes per event (None: the bundle's).
+        sensitivity: counts per m/s (flat), for the model's amplitude input and ML.
+        inventory: StationXML responses (takes precedence over ``sensitivity``).
+        vp_km_s, vs_km_s: velocities for the S-P distance.
+        stale_s: wall seconds without new data after which a pending event is classified
+            with the data there is (the link died mid-event).
+    """
+
+    pre_s: float = 2.0
+    post_s: float = 4.0
+    max_window_s: float = 60.0
+    mc_passes: int | None = None
+    sensitivity: float | None = None
+    inventory: Inventory | None = None
+    vp_km_s: float = 6.0
+    vs_km_s: float = 3.5
+    stale_s: float = 5.0
+
+
+@dataclass
+class OpenEvent:
+    """An event between trigger-on and its ``end`` message."""
+
+    id: str
+    trigger_on: UTCDateTime
+    received: float                      # wall time the triggering data arrived
+    cft_peak: float = 0.0
+    trigger_off: UTCDateTime | None = None
+    channels: list[str] = field(default_factory=list)
+    closed_by: str | None = None
+    need_until: UTCDateTime | None = None  # data time the window needs
+    new_latency_ms: float | None = None
+
+
+class EventPipeline:
+    """Chunks in, ``new``/``end`` messages out (see the module docstring).
+
+    Args:
+        station: ``NET.STA``.
+        trigger: a :class:`edge.stream_trigger.StreamingTrigger`.
+        classifier: the loaded bundle (:class:`edge.inference.EventClassifier`).
+        publisher: receives the messages.
+        settings: :class:`EventSettings`.
+        archive: optional :class:`edge.archive.SdsArchive` (raw data and snippets).
+        buffer_s: ring buffer length (s); must exceed the longest event + pre + margins.
+        clock: wall clock (``time.time``).
+    """
+
+    def __init__(self, station: str, trigger, classifier: EventClassifier, publisher: Publisher,
+                 settings: EventSettings | None = None, archive=None, buffer_s: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.station = station
+        self.trigger = trigger
+        self.classifier = classifier
+        self.publisher = publisher
+        self.settings = settings or EventSettings()
+        self.archive = archive
+        spec = classifier.window_spec
+        need = max(self.settings.max_window_s, spec.length_s) + self.settings.pre_s + 2 * spec.margin_s
+        self.ring = RingBuffers(buffer_s or max(180.0, need + 60.0))
+        self.clock = clock
+        self.open: dict[str, OpenEvent] = {}
+        self.ended: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.samples = 0
+        self.last_event_time: UTCDateTime | None = None
+        self._last_data_wall = clock()
+        self._chunk_received = self._last_data_wall
+        self._current: OpenEvent | None = None
+
+    # ------------------------------------------------------------------ input
+    def process(self, chunk: Chunk) -> None:
+        """Take one channel's chunk: buffer, archive, trigger, maybe publish/classify."""
+        received = chunk.received or self.clock()
+        self._last_data_wall = received
+        self._chunk_received = received
+        self.ring.append(chunk.seed_id, chunk.data, chunk.starttime, chunk.sampling_rate)
+        self.samples += int(chunk.data.size)
+        if self.archive is not None:
+            self.archive.add(chunk.seed_id, chunk.data, chunk.starttime, chunk.sampling_rate)
+        for tr in self.trigger.feed(chunk.seed_id, chunk.data, chunk.starttime, chunk.sampling_rate):
+            if tr.kind == "on":
+                self._on(tr.event, received)
+            elif tr.kind == "off":
+                self._off(tr.event)
+            elif tr.kind == "cancel":
+                self._cancel(tr.event)
+        if self._current is not None:
+            peak = getattr(self.trigger, "current_peak", None)
+            if peak is not None:
+                self._current.cft_peak = max(self._current.cft_peak, float(peak))
+        self._close_due()
+
+    def _on(self, ev, received: float) -> None:
+        on = UTCDateTime(ev.trigger_on)
+        oe = OpenEvent(id=event_id(self.station, on), trigger_on=on, received=received,
+                       cft_peak=float(getattr(ev, "cft_peak", 0.0) or 0.0),
+                       channels=list(getattr(ev, "channels", []) or []))
+        self.open[oe.id] = oe
+        self._current = oe
+        msg = {"schema": SCHEMA, "type": "new", "id": oe.id, "station": self.station,
+               "trigger_on": iso_utc(on), "cft_peak": round(oe.cft_peak, 3)}
+        self.publisher.event_new(msg)
+        oe.new_latency_ms = (self.clock() - received) * 1e3
+        log.info("event %s: trigger on (cft %.1f)", oe.id, oe.cft_peak)
+
+    def _match(self, ev) -> OpenEvent | None:
+        on = UTCDateTime(ev.trigger_on)
+        oe = self.open.get(event_id(self.station, on))
+        if oe is None and self._current is not None and self._current.trigger_off is None:
+            oe = self._current
+        return oe
+
+    def _off(self, ev) -> None:
+        oe = self._match(ev)
+        if oe is None:
+            log.warning("trigger off without an open event at %s", getattr(ev, "trigger_on", "?"))
+            return
+        oe.trigger_off = UTCDateTime(ev.trigger_off)
+        oe.cft_peak = max(oe.cft_peak, float(getattr(ev, "cft_peak", 0.0) or 0.0))
+        oe.channels = list(getattr(ev, "channels", oe.channels) or oe.channels)
+        oe.closed_by = getattr(ev, "closed_by", "off")
+        s, spec = self.settings, self.classifier.window_spec
+        snippet_end = min(oe.trigger_off + s.post_s, oe.trigger_on + s.max_window_s)
+        model_end = oe.trigger_on - spec.pre_s + spec.length_s + spec.margin_s
+        oe.need_until = max(snippet_end, model_end)
+        if self._current is oe:
+            self._current = None
+
+    def _cancel(self, ev) -> None:
+        oe = self._match(ev)
+        if oe is not None:
+            self.open.pop(oe.id, None)
+            if self._current is oe:
+                self._current = None
+
+    # ------------------------------------------------------------------ closing
+    def _close_due(self, force: bool = False) -> None:
+        if not self.open:
+            return
+        data_end = self.ring.endtime()
+        for oe in list(self.open.values()):
+            if oe.need_until is None:
+                continue
+            if force or (data_end is not None and data_end >= oe.need_until):
+                self.open.pop(oe.id, None)
+                self._classify(oe, force)
+
+    def tick(self) -> None:
+        """Call now and then (the daemon does, every loop): classifies pending events whose
+        data stopped coming (link lost mid-event) after ``stale_s``."""
+        if self.open and self.clock() - self._last_data_wall > self.settings.stale_s:
+            self._close_due(force=True)
+
+    def flush(self) -> None:
+        """Classify every pending event with the data there is (end of a replay, shutdown).
+        An event still on gets trigger-off = the end of the data."""
+        data_end = self.ring.endtime()
+        for oe in list(self.open.values()):
+            if oe.trigger_off is None:
+                oe.trigger_off = data_end or oe.trigger_on
+                oe.closed_by = "end of data"
+                oe.need_until = oe.trigger_off
+        self._close_due(force=True)
+        self._current = None
+
+    def _classify(self, oe: OpenEvent, forced: bool = False) -> None:
+        s, clf = self.settings, self.classifier
+        spec = clf.window_spec
+        t_start = self.clock()
+        trigger_off = oe.trigger_off or oe.trigger_on
+        t0 = oe.trigger_on - max(s.pre_s, spec.pre_s) - spec.margin_s
+        t1 = max(oe.need_until or trigger_off, trigger_off)
+        st = self.ring.stream(t0, t1)
+        sens = self._sensitivity(st)
+        msg: dict[str, Any] = {
+            "schema": SCHEMA, "type": "end", "id": oe.id, "station": self.station,
+            "trigger_on": iso_utc(oe.trigger_on), "trigger_off": iso_utc(trigger_off),
+            "duration_s": round(max(0.0, float(trigger_off - oe.trigger_on)), 3),
+            "cft_peak": round(oe.cft_peak, 3), "channels": oe.channels,
+            "closed_by": oe.closed_by or "off", "model": clf.info.to_message(),
+        }
+        reason_model = None
+        try:
+            window = preprocess_stream(st, oe.trigger_on, spec, sensitivity=sens)
+            pred = clf.predict_window(window)
+            row = clf.row(pred)
+            msg.update({"class": row["class"], "probabilities": {k: round(v, 6) for k, v in row["probabilities"].items()},
+                        "uncertainty": round(row["uncertainty"], 6),
+                        "mutual_information": round(row["mutual_information"], 6),
+                        "window": {"coverage": round(window.coverage, 4), "units": window.units,
+                                   "flags": list(window.flags)}})
+            model_mag = row["magnitude"]
+            if sens is None:
+                model_mag, reason_model = None, "no sensitivity configured: the model's magnitude needs m/s"
+        except PreprocessError as exc:
+            self.errors.append(f"{oe.id}: {exc}")
+            n = len(clf.classes)
+            msg.update({"class": "unknown", "probabilities": {c: round(1.0 / n, 6) for c in clf.classes},
+                        "uncertainty": 1.0, "error": f"window unusable: {exc}"})
+            model_mag, reason_model = None, f"window unusable: {exc}"
+        ml_part = {"ml": None, "reason": "class noise: no magnitude"}
+        if msg["class"] not in ("noise", "unknown"):
+            snippet = st.slice(oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s))
+            ml_part = event_ml(snippet, inventory=s.inventory, sensitivity=s.sensitivity,
+                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s).to_dict()
+        magnitude = {"ml": ml_part.get("ml"), "model": model_mag}
+        reasons = [r for r in (ml_part.get("reason") and f"ml: {ml_part['reason']}",
+                               reason_model and f"model: {reason_model}") if r]
+        if reasons:
+            magnitude["reason"] = "; ".join(reasons)
+        for k in ("distance_km", "s_minus_p_s"):
+            if k in ml_part:
+                magnitude[k] = ml_part[k]
+        msg["magnitude"] = magnitude
+        now = self.clock()
+        # latency: from the arrival of the data that completed the window to publication
+        # (forced closes -- stale link, end of data -- count from the close itself)
+        ready = t_start if forced else min(self._chunk_received, t_start)
+        msg["latency_ms"] = round(max(0.0, (now - ready) * 1e3), 3)
+        msg["processing_ms"] = round((now - t_start) * 1e3, 3)
+        if oe.new_latency_ms is not None:
+            msg["new_latency_ms"] = round(oe.new_latency_ms, 3)
+        if self.archive is not None:
+            try:
+                msg["snippet"] = str(self.archive.write_snippet(oe.id, st.slice(
+                    oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s)), msg))
+            except Exception as exc:  # noqa: BLE001 -- a full disk must not lose the alert
+                log.warning("event %s: snippet not archived: %s", oe.id, exc)
+        self.last_event_time = oe.trigger_on
+        self.ended.append(msg)
+        self.publisher.event_end(msg)
+        log.info("event %s: %s (p=%.2f, unc %.2f), ML %s, %.1f ms", oe.id, msg["class"],
+                 max(msg["probabilities"].values()), msg["uncertainty"], magnitude["ml"], msg["latency_ms"])
+
+    def _sensitivity(self, st: Stream) -> float | dict[str, float] | None:
+        s = self.settings
+        if s.inventory is not None:
+            from edge.dataset import sensitivity_for
+
+            out = {}
+            for tr in st:
+                try:
+                    out[tr.id] = sensitivity_for(s.inventory, tr.id, tr.stats.starttime)
+                except Exception:  # noqa: BLE001
+                    continue
+            if out:
+                return out
+        return s.sensitivity

@@ -1,0 +1,239 @@
+"""The station daemon end to end, with real parts: ``microseis run`` as its own process, a real
+MQTT broker over TCP (tests/broker.py), the shipped signed bundle, a replay of ObsPy's real
+RJOB local-earthquake recording, the SQLite outbox and the MiniSEED archive on disk.
+
+* a replay publishes ``new`` then ``end`` for every event, schema-valid, in order, with
+  availability ``online`` -> ``stopped``, retained ``health`` and ``model``, the archive and
+  one snippet per event;
+* the broker stops mid-run and comes back: every ``end`` arrives once per id, in order;
+* ``kill -9`` with messages in the outbox: the next start delivers them;
+* a bad configuration file: exit 2 with the key and the problem.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from obspy import Stream, Trace, UTCDateTime
+
+from tests.broker import Broker, Subscriber, TcpGate, broker  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+RJOB_START = UTCDateTime("2005-08-01T14:57:19.85")
+PREFIX = "microseis"
+STATION = "XX.RJ"
+
+
+@pytest.fixture(scope="module")
+def scenario(obspy_data, tmp_path_factory) -> Path:
+    """Three copies of ObsPy's RJOB recording (200 Hz, 60 s, P at 30.6 s) back to back,
+    resampled to 250 Hz as a station's HHZ/HHN/HHE, in counts: 180 s with 3 earthquakes."""
+    d = tmp_path_factory.mktemp("scenario")
+    st = Stream()
+    for c in "zne":
+        data = np.loadtxt(obspy_data / f"loc_RJOB20050801145719850.{c}")
+        data = data - data.mean()
+        tr = Trace(np.tile(data, 3), header={"network": "XX", "station": "RJ", "channel": f"HH{c.upper()}",
+                                             "sampling_rate": 200.0, "starttime": RJOB_START})
+        tr.resample(250.0)
+        tr.data = np.round(tr.data).astype(np.int32)
+        st += tr
+    path = d / "rjob3.mseed"
+    st.write(str(path), format="MSEED", encoding="STEIM2")
+    return path
+
+
+def write_config(path: Path, state: Path, files: list[Path], port: int, speed: float = 0.0,
+                 mqtt: bool = True, extra: str = "") -> Path:
+    path.write_text(f"""
+[station]
+id = "{STATION}"
+channels = ["HHZ", "HHN", "HHE"]
+
+[source]
+kind = "replay"
+files = {json.dumps([str(f) for f in files])}
+speed = {speed}
+
+[magnitude]
+sensitivity = 1.0e9
+
+[mqtt]
+enabled = {'true' if mqtt else 'false'}
+host = "127.0.0.1"
+port = {port}
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+
+[health]
+interval_s = 1.0
+
+[state]
+dir = "{state}"
+{extra}
+""")
+    return path
+
+
+def start_daemon(config: Path, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 90) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def events(sub: Subscriber) -> list[dict]:
+    return [m.json() for m in sub.on(f"{PREFIX}/{STATION}/events")]
+
+
+def outbox_ids(state: Path) -> list[str]:
+    db = sqlite3.connect(state / "outbox.sqlite")
+    try:
+        return [r[0] for r in db.execute("SELECT msg_id FROM outbox ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_replay_publishes_new_and_end_per_event(broker, scenario, tmp_path, spec_dir):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((spec_dir / "schemas" / "event.schema.json").read_text())
+    state = tmp_path / "state"
+    # the 2005 recording is older than any retention: keep it forever for this check
+    cfg = write_config(tmp_path / "c.toml", state, [scenario], broker.port,
+                       extra="[archive]\nretention_days = 0\nmax_disk_fraction = 1.0\n")
+    with Subscriber.of(broker, f"{PREFIX}/{STATION}/#") as sub:
+        rc, out, err = finish(start_daemon(cfg))
+        assert rc == 0, err[-3000:]
+        assert sub.wait_for(lambda s: s.texts(f"{PREFIX}/{STATION}/availability")[-1:] == ["stopped"], 5)
+    msgs = events(sub)
+    new = [m for m in msgs if m["type"] == "new"]
+    end = [m for m in msgs if m["type"] == "end"]
+    # three real earthquakes, 60 s apart (P at 30.6 s in each copy), each announced first
+    assert len(end) == 3, [(m["type"], m["trigger_on"]) for m in msgs]
+    for i, m in enumerate(end):
+        jsonschema.validate(m, schema)
+        p_time = RJOB_START + 30.635 + 60 * i
+        assert abs(UTCDateTime(m["trigger_on"]) - p_time) < 1.0
+        assert msgs.index(m) > msgs.index(next(n for n in new if n["id"] == m["id"]))
+        assert abs(sum(m["probabilities"].values()) - 1) < 1e-4
+        assert m["model"]["name"] == "microseis-resnet18-cbam-synthetic"
+        assert m["latency_ms"] >= 0 and "magnitude" in m
+        assert Path(m["snippet"]).is_file()
+    assert len({m["id"] for m in end}) == 3
+    avail = sub.texts(f"{PREFIX}/{STATION}/availability")
+    assert avail[0] == "online" and avail[-1] == "stopped"
+    health = sub.last(f"{PREFIX}/{STATION}/health")
+    assert health is not None
+    h = health.json()
+    for k in ("time", "uptime_s", "samples_per_s", "gaps", "crc_errors", "outbox_depth",
+              "model_version", "cpu_percent", "rss_mb", "last_event_time"):
+        assert k in h, k
+    assert h["outbox_depth"] == 0 and h["samples"] == 3 * 180 * 250
+    model = sub.last(f"{PREFIX}/{STATION}/model").json()
+    assert model["synthetic"] is True and model["precision"] == "int8"
+    # retained for whoever subscribes later
+    with Subscriber.of(broker, f"{PREFIX}/{STATION}/#") as late:
+        assert late.wait_for(lambda s: s.last(f"{PREFIX}/{STATION}/model") is not None
+                             and s.last(f"{PREFIX}/{STATION}/health") is not None, 5)
+        assert late.on(f"{PREFIX}/{STATION}/events") == []  # events are never retained
+    assert outbox_ids(state) == []
+    from obspy import read
+
+    day = state / "archive" / "2005" / "XX" / "RJ"
+    for ch in ("HHZ", "HHN", "HHE"):
+        tr = read(str(day / f"{ch}.D" / f"XX.RJ..{ch}.D.2005.213")).merge()[0]
+        assert tr.stats.npts == 180 * 250 and tr.data.dtype == np.int32  # every raw count
+    assert "SYNTHETIC" in err  # the shipped model says what it was trained on
+
+
+def test_broker_restart_mid_run_delivers_every_end_once_in_order(broker, scenario, tmp_path):
+    """Replayed at 30x real time (6 s); the broker dies after the first event and comes back
+    with the test's subscriber in before the station."""
+    state = tmp_path / "state"
+    with TcpGate.to(broker) as gate, Subscriber.of(broker, f"{PREFIX}/{STATION}/events") as sub:
+        cfg = write_config(tmp_path / "c.toml", state, [scenario], gate.port, speed=30.0)
+        proc = start_daemon(cfg)
+        try:
+            assert sub.wait_for(lambda s: any(m["type"] == "end" for m in events(s)), 60)
+            subscribed = sub.subscriptions
+            broker.stop()
+            gate.set("refuse")
+            time.sleep(3.0)  # the second event ends while the broker is away
+            broker.start()
+            assert sub.wait_subscribed(5, more_than=subscribed)
+            gate.set("open")
+            rc, _, err = finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert rc == 0, err[-3000:]
+        assert sub.wait_for(lambda s: sum(m["type"] == "end" for m in events(s)) >= 3, 10)
+    ends = [m for m in events(sub) if m["type"] == "end"]
+    ids = [m["id"] for m in ends]
+    assert len(ids) == 3 and len(set(ids)) == 3, ids
+    assert ids == sorted(ids)  # in trigger order
+    assert outbox_ids(state) == []
+
+
+def test_kill_9_with_messages_in_the_outbox_then_restart_delivers(broker, scenario, tmp_path):
+    state = tmp_path / "state"
+    with TcpGate.to(broker, "refuse") as gate:
+        # 10x real time: the replay lasts 18 s; events end at about 4, 10 and 16 s
+        cfg = write_config(tmp_path / "c.toml", state, [scenario], gate.port, speed=10.0)
+        proc = start_daemon(cfg)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (state / "outbox.sqlite").exists() and len(outbox_ids(state)) >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the daemon ended before the kill"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+        pending = outbox_ids(state)
+        assert len(pending) >= 2, pending
+        # a restart (no new data: an empty replay) with the broker reachable delivers them
+        quiet = tmp_path / "quiet.mseed"
+        Stream([Trace(np.zeros(2500, np.int32), header={"network": "XX", "station": "RJ", "channel": ch,
+                                                        "sampling_rate": 250.0})
+                for ch in ("HHZ", "HHN", "HHE")]).write(str(quiet), format="MSEED")
+        gate.set("open")
+        with Subscriber.of(broker, f"{PREFIX}/{STATION}/events") as sub:
+            cfg2 = write_config(tmp_path / "c2.toml", state, [quiet], gate.port)
+            rc, _, err = finish(start_daemon(cfg2))
+            assert rc == 0, err[-3000:]
+            assert sub.wait_count(f"{PREFIX}/{STATION}/events", len(pending), timeout=10)
+        assert [m["id"] for m in events(sub)] == pending
+    assert outbox_ids(state) == []
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path, scenario):
+    cfg = write_config(tmp_path / "c.toml", tmp_path / "s", [scenario], 1, extra="[trigger]\nsta_s = -1\n")
+    rc, out, err = finish(start_daemon(cfg))
+    assert rc == 2
+    assert "[trigger] sta_s: must be > 0, got -1" in err
+    (tmp_path / "typo.toml").write_text('[mqtt]\nhots = "x"\n')
+    rc, _, err = finish(start_daemon(tmp_path / "typo.toml"))
+    assert rc == 2 and "hots" in err and "host" in err
+    rc, _, err = finish(start_daemon(tmp_path / "missing.toml"))
+    assert rc == 2 and "missing.toml" in err
+
+
+def test_offline_station_keeps_messages(tmp_path, scenario):
+    """``[mqtt] enabled = false``: the replay is classified and the ends wait in the outbox."""
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.toml", state, [scenario], 1, mqtt=False)
+    rc, _, err = finish(start_daemon(cfg))
+    assert rc == 0, err[-3000:]
+    assert len(outbox_ids(state)) == 3
