@@ -17,6 +17,12 @@ from edge.magnitude import VP_KM_S, VS_KM_S, hypocentral_distance_km, local_magn
 
 __all__ = ["MagnitudeResult", "pick_p_s", "event_ml"]
 
+#: ar_pick (LTA_P, STA_P, LTA_S, STA_S) windows (s), tried in turn: ObsPy's documented
+#: example values first; they find no S in an event window of a few seconds (the S search
+#: needs ~20 s of data before P), so then windows scaled to the event window. On ObsPy's
+#: RJOB recording cut to 2 s before P and 6 s after: the first gives P only, the second
+#: P 30.57 s and S 31.165 s (the full 60 s with the first: 30.635 s and 31.165 s).
+AR_PICK_WINDOWS = ((1.0, 0.1, 4.0, 1.0), (0.5, 0.05, 1.0, 0.2))
 #: plausible S-P times (s): below, the picks are the same phase; above, not a local event
 MIN_SP_S = 0.05
 MAX_SP_S = 30.0
@@ -73,13 +79,15 @@ def pick_p_s(st: Stream) -> tuple[UTCDateTime, UTCDateTime] | None:
                for tr in (z, n, e))
     m = min(len(a), len(b), len(c))
     f2 = min(20.0, 0.45 * fs)
-    try:
-        p, s = ar_pick(a[:m], b[:m], c[:m], fs, 1.0, f2, 1.0, 0.1, 4.0, 1.0, 2, 8, 0.1, 0.2, s_pick=True)
-    except Exception:  # noqa: BLE001 -- the picker raises on degenerate data
-        return None
-    if not (math.isfinite(p) and math.isfinite(s)) or p <= 0 or s <= p:
-        return None
-    return t0 + float(p), t0 + float(s)
+    for lta_p, sta_p, lta_s, sta_s in AR_PICK_WINDOWS:
+        try:
+            p, s = ar_pick(a[:m], b[:m], c[:m], fs, 1.0, f2, lta_p, sta_p, lta_s, sta_s, 2, 8, 0.1, 0.2,
+                           s_pick=True)
+        except Exception:  # noqa: BLE001 -- the picker raises on degenerate data
+            continue
+        if math.isfinite(p) and math.isfinite(s) and 0 < p < s:
+            return t0 + float(p), t0 + float(s)
+    return None
 
 
 def event_ml(st: Stream, *, inventory: Inventory | None = None, sensitivity: float | None = None,

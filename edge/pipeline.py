@@ -240,7 +240,9 @@ class EventPipeline:
                         "window": {"coverage": round(window.coverage, 4), "units": window.units,
                                    "flags": list(window.flags)}})
             model_mag = row["magnitude"]
-            if sens is None:
+            if row["class"] == "noise":
+                model_mag, reason_model = None, "class noise: no magnitude"
+            elif sens is None:
                 model_mag, reason_model = None, "no sensitivity configured: the model's magnitude needs m/s"
         except PreprocessError as exc:
             self.errors.append(f"{oe.id}: {exc}")
