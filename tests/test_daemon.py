@@ -237,3 +237,32 @@ def test_offline_station_keeps_messages(tmp_path, scenario):
     rc, _, err = finish(start_daemon(cfg))
     assert rc == 0, err[-3000:]
     assert len(outbox_ids(state)) == 3
+
+
+def test_serial_unplug_and_replug_through_the_daemon(broker, tmp_path):
+    """The virtual digitizer on a real pty (synthetic noise, real time) is unplugged 3 s in for
+    2 s: the daemon keeps running, reconnects, counts the disconnect and the gap, goes on
+    receiving samples, and stops cleanly on SIGTERM."""
+    state = tmp_path / "state"
+    cfg = tmp_path / "c.toml"
+    write_config(cfg, state, [], broker.port)
+    text = cfg.read_text().replace('kind = "replay"', 'kind = "simulate"').replace(
+        "speed = 0.0", 'speed = 1.0\nfaults = "unplug=3:2"')
+    cfg.write_text(text)
+    with Subscriber.of(broker, f"{PREFIX}/{STATION}/#") as sub:
+        proc = start_daemon(cfg)
+        try:
+            health = f"{PREFIX}/{STATION}/health"
+            ok = sub.wait_for(lambda s: any(m.json().get("disconnects", 0) >= 1 and m.json()["gaps"] >= 1
+                                            for m in s.on(health)), 20)
+            assert ok, [m.json() for m in sub.on(health)]
+            after = sub.on(health)[-1].json()["samples"]
+            assert sub.wait_for(lambda s: s.on(health)[-1].json()["samples"] > after, 5)
+            proc.send_signal(signal.SIGTERM)
+            rc, _, err = finish(proc, timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert rc == 0, err[-3000:]
+        assert sub.wait_text(f"{PREFIX}/{STATION}/availability", "stopped", 5)
+    assert "disconnected" in err or "unplug" in err.lower() or "lost" in err.lower()
