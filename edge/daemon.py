@@ -123,6 +123,12 @@ class Daemon:
         return StationCompat(channels=tuple(c[-1] for c in self.config.station.channels),
                              sampling_rate=float(self.config.station.sampling_rate))
 
+    def _open_bundle(self, path: Path | str | None) -> EventClassifier:
+        """Verify and load a bundle (None: the shipped default) the way this station runs it."""
+        m = self.config.model
+        return EventClassifier.load(path, trusted_keys=m.trusted_keys or None, station=self._compat(),
+                                    runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
+
     def _load_classifier(self) -> EventClassifier:
         from edge.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
 
@@ -132,9 +138,7 @@ class Daemon:
         if installed is not None and not m.bundle:
             path = installed / INSTALLED_BUNDLE_NAME  # a pushed model survives restarts
         try:
-            return EventClassifier.load(path, trusted_keys=m.trusted_keys or None, station=self._compat(),
-                                        runtime=m.runtime, threads=m.threads,
-                                        mc_passes=self.config.event.mc_passes)
+            return self._open_bundle(path)
         except BundleError as exc:
             raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
 
@@ -332,18 +336,19 @@ class Daemon:
         if self.link is not None:
             self.link.publish_model(payload)
 
+    def _switch_model(self, model_dir: Path, message: str) -> None:
+        """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
+        pipeline runs from the next event on."""
+        from edge.bundle import INSTALLED_BUNDLE_NAME
+
+        self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
+        self.pipeline.classifier = self.classifier
+        self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
+
     def _model_push(self, data: bytes) -> None:
         try:
             new_dir = install_bundle(data, self.models_dir, self._trusted_keys(), self._compat())
-            from edge.bundle import INSTALLED_BUNDLE_NAME
-
-            m = self.config.model
-            self.classifier = EventClassifier.load(new_dir / INSTALLED_BUNDLE_NAME, trusted_keys=m.trusted_keys or None,
-                                                   station=self._compat(), runtime=m.runtime, threads=m.threads,
-                                                   mc_passes=self.config.event.mc_passes)
-            self.pipeline.classifier = self.classifier
-            self.last_model_result = {"status": "ok", "message": f"installed {new_dir.name}",
-                                      "time": iso_utc(UTCDateTime())}
+            self._switch_model(new_dir, f"installed {new_dir.name}")
             log.info("model update: installed %s", new_dir.name)
         except (BundleError, OSError) as exc:
             self.last_model_result = {"status": "error", "message": f"rejected: {exc}",
@@ -364,15 +369,7 @@ class Daemon:
                 self.publish_health()
             elif name == "rollback":
                 prev = rollback(self.models_dir)
-                from edge.bundle import INSTALLED_BUNDLE_NAME
-
-                m = self.config.model
-                self.classifier = EventClassifier.load(prev / INSTALLED_BUNDLE_NAME, trusted_keys=m.trusted_keys or None,
-                                                       station=self._compat(), runtime=m.runtime, threads=m.threads,
-                                                       mc_passes=self.config.event.mc_passes)
-                self.pipeline.classifier = self.classifier
-                self.last_model_result = {"status": "ok", "message": f"rolled back to {prev.name}",
-                                          "time": iso_utc(UTCDateTime())}
+                self._switch_model(prev, f"rolled back to {prev.name}")
                 self._publish_model()
                 data = {"model": prev.name}
             elif name == "reload":

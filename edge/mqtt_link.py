@@ -295,6 +295,30 @@ class _Conn:
     early: dict[int, float] = field(default_factory=dict)  # mid -> ack time, acked before publish() returned
 
 
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context for ``cfg`` (None when no ``tls_*`` file is set): verifies the broker
+    with ``tls_ca`` (else the system's CAs), presents ``tls_cert``/``tls_key`` for mutual TLS,
+    skips the host-name check with ``tls_insecure``. Raises ValueError naming the key."""
+    if not (cfg.tls_ca or cfg.tls_cert or cfg.tls_key):
+        return None
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(cfg, key)
+        if path and not os.path.isfile(path):
+            raise ValueError(f"{key}: no such file {path}")
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.tls_ca or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"tls_ca: cannot load {cfg.tls_ca}: {exc}") from None
+    if cfg.tls_cert:
+        try:
+            ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"tls_cert: cannot load {cfg.tls_cert} / {cfg.tls_key}: {exc}") from None
+    if cfg.tls_insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
 class MqttLink:
     """The station's connection to the broker.
 
@@ -332,7 +356,7 @@ class MqttLink:
         self.topics = Topics.of(cfg.prefix, station)
         self.client_id = cfg.client_id or f"microseis-{station}"
         self.connect_timeout_s = float(connect_timeout_s)
-        self._ssl = self._ssl_context(cfg)
+        self._ssl = tls_context(cfg)
         self._end_qos = max(1, int(cfg.qos))
 
         self.on_command: Callable[[str, bytes], None] | None = None
@@ -362,27 +386,6 @@ class MqttLink:
         self._connected_since: float | None = None
 
     # ------------------------------------------------------------------ setup
-    @staticmethod
-    def _ssl_context(cfg: MqttConfig) -> ssl.SSLContext | None:
-        if not (cfg.tls_ca or cfg.tls_cert or cfg.tls_key):
-            return None
-        for key in ("tls_ca", "tls_cert", "tls_key"):
-            path = getattr(cfg, key)
-            if path and not os.path.isfile(path):
-                raise ValueError(f"{key}: no such file {path}")
-        try:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.tls_ca or None)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"tls_ca: cannot load {cfg.tls_ca}: {exc}") from None
-        if cfg.tls_cert:
-            try:
-                ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
-            except (ssl.SSLError, OSError) as exc:
-                raise ValueError(f"tls_cert: cannot load {cfg.tls_cert} / {cfg.tls_key}: {exc}") from None
-        if cfg.tls_insecure:
-            ctx.check_hostname = False
-        return ctx
-
     def _new_client(self, conn_number: int) -> _Conn:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True,
                              protocol=mqtt.MQTTv311, reconnect_on_failure=False)

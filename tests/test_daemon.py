@@ -266,3 +266,50 @@ def test_serial_unplug_and_replug_through_the_daemon(broker, tmp_path):
         assert rc == 0, err[-3000:]
         assert sub.wait_text(f"{PREFIX}/{STATION}/availability", "stopped", 5)
     assert "disconnected" in err or "unplug" in err.lower() or "lost" in err.lower()
+
+
+def test_model_push_rejects_tampered_installs_signed_and_answers_commands(broker, tmp_path):
+    """Over MQTT: a tampered bundle is rejected with the reason and the model stays; the
+    signed shipped bundle is installed (and survives a restart); ``rollback`` with no
+    previous model answers an error; ``health`` answers ok with the figures."""
+    from edge.bundle import DEFAULT_BUNDLE
+
+    state = tmp_path / "state"
+    cfg = tmp_path / "c.toml"
+    write_config(cfg, state, [], broker.port)
+    cfg.write_text(cfg.read_text().replace('kind = "replay"', 'kind = "simulate"').replace(
+        "speed = 0.0", "speed = 1.0"))
+    base = f"{PREFIX}/{STATION}"
+    good = DEFAULT_BUNDLE.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 3] ^= 0x01
+    with Subscriber.of(broker, f"{base}/#") as sub:
+        proc = start_daemon(cfg)
+        try:
+            assert sub.wait_text(f"{base}/availability", "online", 20)
+            assert sub.wait_for(lambda s: s.last(f"{base}/model") is not None, 10)
+            sub.publish(f"{base}/model/push", bytes(bad))
+            assert sub.wait_for(lambda s: s.last(f"{base}/model").json()["last_update"]["status"] == "error", 20)
+            m = sub.last(f"{base}/model").json()
+            assert "rejected" in m["last_update"]["message"] and m["name"] == "microseis-resnet18-cbam-synthetic"
+            sub.publish(f"{base}/model/push", good)
+            assert sub.wait_for(lambda s: s.last(f"{base}/model").json()["last_update"]["status"] == "ok"
+                                and "installed" in s.last(f"{base}/model").json()["last_update"]["message"], 30)
+            sub.publish(f"{base}/cmd/rollback", json.dumps({"transaction": "t1"}))
+            sub.publish(f"{base}/cmd/health", json.dumps({"transaction": "t2"}))
+            sub.publish(f"{base}/cmd/nonsense", json.dumps({"transaction": "t3"}))
+            assert sub.wait_for(lambda s: len(s.on(f"{base}/cmd/health/response")) >= 1
+                                and len(s.on(f"{base}/cmd/rollback/response")) >= 1
+                                and len(s.on(f"{base}/cmd/nonsense/response")) >= 1, 15)
+            rb = sub.on(f"{base}/cmd/rollback/response")[0].json()
+            assert rb["transaction"] == "t1" and rb["status"] == "error" and rb["error"]
+            h = sub.on(f"{base}/cmd/health/response")[0].json()
+            assert h["transaction"] == "t2" and h["status"] == "ok" and "uptime_s" in h["data"]
+            assert sub.on(f"{base}/cmd/nonsense/response")[0].json()["status"] == "error"
+            proc.send_signal(signal.SIGTERM)
+            assert finish(proc, timeout=30)[0] == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    installed = list((state / "models").glob("*/bundle.msb")) or list((state / "models").rglob("*.msb"))
+    assert installed and installed[0].read_bytes() == good

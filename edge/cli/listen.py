@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import queue
 import signal
 import ssl
@@ -469,25 +468,19 @@ def _config(args: argparse.Namespace):
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         raise CommandError(f"--{key.replace('_', '-')}: {problem}") from None
-    for key in ("tls_ca", "tls_cert", "tls_key"):
-        path = getattr(cfg, key)
-        if path and not os.path.isfile(path):
-            raise CommandError(f"--{key.replace('_', '-')}: no such file {path}")
+    _ssl_context(cfg)  # a missing or unreadable TLS file is an option error, before connecting
     return cfg
 
 
 def _ssl_context(cfg: Any) -> ssl.SSLContext | None:
-    if not (cfg.tls_ca or cfg.tls_cert or cfg.tls_key):
-        return None
+    """:func:`edge.mqtt_link.tls_context`, its errors as one-line option errors."""
+    from edge.mqtt_link import tls_context
+
     try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.tls_ca or None)
-        if cfg.tls_cert:
-            ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
-    except (ssl.SSLError, OSError) as exc:
-        raise CommandError(f"TLS files: {exc}") from None
-    if cfg.tls_insecure:
-        ctx.check_hostname = False
-    return ctx
+        return tls_context(cfg)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise CommandError(f"--{key.replace('_', '-')}: {problem}") from None
 
 
 def _load_schema(path: str | None) -> dict[str, Any]:
