@@ -520,10 +520,11 @@ class MqttLink:
         with self._send_lock:
             if self._stopping.is_set() or self._closing:
                 return True
+            # subscribe first: a station that says "online" hears its commands and pushes
+            client.subscribe([(self.topics.commands, 1), (self.topics.model_push, 1)])
             self._register(conn, client.publish(self.topics.availability, "online", qos=1, retain=True), None)
             for topic, payload in list(self._retained.items()):
                 self._register(conn, client.publish(topic, payload, qos=1, retain=True), None)
-            client.subscribe([(self.topics.commands, 1), (self.topics.model_push, 1)])
             self._conn = conn
             self._connects += 1
             self._connected_since = time.time()

@@ -71,7 +71,8 @@ def serial_chunks(port: str, baudrate: int, network: str, station: str, location
 
     cfg = StreamConfig(network=network, station=station, location=location, channels=tuple(channels))
     decoder = FrameDecoder(cfg)
-    reader = SerialReader(SerialSettings(port=port, baudrate=baudrate), decoder)
+    # "idle" events while the digitizer is silent keep the daemon's loop (and watchdog) turning
+    reader = SerialReader(SerialSettings(port=port, baudrate=baudrate, idle_event_s=0.5), decoder)
     counters = counters if counters is not None else LinkCounters()
     ids = [f"{network}.{station}.{location}.{c}" for c in channels]
     watcher = threading.Thread(target=lambda: (stop.wait(), reader.stop()), daemon=True)

@@ -33,13 +33,16 @@ class SerialSettings:
     retry_max_s: float = 2.0
     #: lock the port so that a second reader gets a clear "busy" error instead of half the bytes
     exclusive: bool = True
+    #: while a connected port sends nothing, yield an "idle" LinkEvent this often (s), so that
+    #: the consumer's loop still turns (a daemon feeds its watchdog there); None = never
+    idle_event_s: float | None = None
 
 
 @dataclass
 class LinkEvent:
     """Something that happened to the serial link (not to the data)."""
 
-    kind: str  # "connected", "disconnected", "open_failed"
+    kind: str  # "connected", "disconnected", "open_failed", "idle" (connected, no bytes)
     port: str
     time: float  # time.time() when it happened
     message: str = ""
@@ -120,6 +123,8 @@ class SerialReader:
             yield LinkEvent("connected", port, time.time(),
                             f"connected to {port}" + (f" after {outage:.1f} s down" if outage else ""),
                             outage)
+            idle_s = self.settings.idle_event_s
+            quiet_since = last_idle = time.monotonic()
             try:
                 while not self._stop.is_set() and time_left() > 0:
                     waiting = ser.in_waiting
@@ -128,7 +133,13 @@ class SerialReader:
                         data += ser.read(ser.in_waiting)
                     if data:
                         self.stats.bytes_read += len(data)
+                        quiet_since = last_idle = time.monotonic()
                         yield from self.decoder.feed(data)
+                    elif idle_s is not None and time.monotonic() - last_idle >= idle_s:
+                        last_idle = time.monotonic()
+                        yield LinkEvent("idle", port, time.time(),
+                                        f"{port}: no bytes for {last_idle - quiet_since:.1f} s",
+                                        last_idle - quiet_since)
             except (serial.SerialException, OSError) as exc:
                 self.stats.disconnects += 1
                 down_since = time.time()

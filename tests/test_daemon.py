@@ -313,3 +313,63 @@ def test_model_push_rejects_tampered_installs_signed_and_answers_commands(broker
                 proc.kill()
     installed = list((state / "models").glob("*/bundle.msb")) or list((state / "models").rglob("*.msb"))
     assert installed and installed[0].read_bytes() == good
+
+
+def test_silent_digitizer_still_feeds_the_watchdog(tmp_path):
+    """A digitizer that is plugged in but sends nothing (a real pty nobody writes to): the main
+    loop keeps turning on the reader's idle events, so systemd's watchdog keeps getting
+    WATCHDOG=1 (here about every 1 s: WATCHDOG_USEC = 2 s) and the daemon does not get killed."""
+    import socket
+
+    from firmware_bridge.pty_port import PtyPort
+
+    pty = PtyPort()
+    pty.open()
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.toml", state, [], 1, mqtt=False)
+    cfg.write_text(cfg.read_text().replace('kind = "replay"', f'kind = "serial"\nport = "{pty.device_path}"'))
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="2000000")
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    got: list[tuple[float, str]] = []
+    try:
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:
+            try:
+                got.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+            pings = [t for t, m in got if "WATCHDOG=1" in m]
+            if len(pings) >= 6:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = finish(proc, timeout=30)
+        while True:  # what it said while stopping is queued on the socket
+            try:
+                got.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+        pty.close()
+    ready = [t for t, m in got if "READY=1" in m]
+    pings = [t for t, m in got if "WATCHDOG=1" in m]
+    assert ready, got
+    assert len(pings) >= 6, (got, err[-2000:])
+    assert max(b - a for a, b in zip(pings, pings[1:])) < 1.6  # well inside the 2 s limit
+    assert rc == 0 and any("STOPPING=1" in m for _, m in got)
+
+
+def test_unusable_outbox_exits_2_naming_it(tmp_path, scenario):
+    """An outbox path that is a folder: one line naming it, exit 2 (systemd does not retry)."""
+    state = tmp_path / "state"
+    (state / "outbox.sqlite").mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.toml", state, [scenario], 1, mqtt=False)
+    rc, _, err = finish(start_daemon(cfg))
+    assert rc == 2 and "outbox" in err.strip().splitlines()[-1] and "Traceback" not in err

@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     from edge.daemon import Daemon, DaemonError
+    from edge.outbox import OutboxError
 
     try:
         daemon = Daemon(config)
-    except (DaemonError, OSError, ValueError) as exc:
+    except (DaemonError, OutboxError, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     if args.check:
         info = daemon.classifier.info
