@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         raise CommandError(f"--speed must be > 0, got {args.speed}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("edge").setLevel(logging.WARNING)
+    for name in ("edge", "firmware_bridge"):  # the printed messages say it all; warnings still show
+        logging.getLogger(name).setLevel(logging.WARNING)
     _, meta = load_scenario()
     broker = None
     if args.broker:
