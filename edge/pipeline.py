@@ -22,7 +22,7 @@ from obspy import Inventory, Stream, UTCDateTime
 
 from edge.event_magnitude import event_ml
 from edge.inference import EventClassifier
-from edge.messages import SCHEMA, event_id, iso_utc
+from edge.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
 from edge.preprocess import PreprocessError, preprocess_stream
 from edge.ring_buffer import RingBuffers
 from edge.station_input import Chunk
@@ -147,9 +147,7 @@ class EventPipeline:
                        channels=list(getattr(ev, "channels", []) or []))
         self.open[oe.id] = oe
         self._current = oe
-        msg = {"schema": SCHEMA, "type": "new", "id": oe.id, "station": self.station,
-               "trigger_on": iso_utc(on), "cft_peak": round(oe.cft_peak, 3)}
-        self.publisher.event_new(msg)
+        self.publisher.event_new(EventNew.create(self.station, on, round(oe.cft_peak, 3)).to_dict())
         oe.new_latency_ms = (self.clock() - received) * 1e3
         log.info("event %s: trigger on (cft %.1f)", oe.id, oe.cft_peak)
 
@@ -222,67 +220,66 @@ class EventPipeline:
         t1 = max(oe.need_until or trigger_off, trigger_off)
         st = self.ring.stream(t0, t1)
         sens = self._sensitivity(st)
-        msg: dict[str, Any] = {
-            "schema": SCHEMA, "type": "end", "id": oe.id, "station": self.station,
-            "trigger_on": iso_utc(oe.trigger_on), "trigger_off": iso_utc(trigger_off),
-            "duration_s": round(max(0.0, float(trigger_off - oe.trigger_on)), 3),
-            "cft_peak": round(oe.cft_peak, 3), "channels": oe.channels,
-            "closed_by": oe.closed_by or "off", "model": clf.info.to_message(),
-        }
+        extra: dict[str, Any] = {"closed_by": oe.closed_by or "off"}
+        mutual_information = None
         reason_model = None
         try:
             window = preprocess_stream(st, oe.trigger_on, spec, sensitivity=sens)
-            pred = clf.predict_window(window)
-            row = clf.row(pred)
-            msg.update({"class": row["class"], "probabilities": {k: round(v, 6) for k, v in row["probabilities"].items()},
-                        "uncertainty": round(row["uncertainty"], 6),
-                        "mutual_information": round(row["mutual_information"], 6),
-                        "window": {"coverage": round(window.coverage, 4), "units": window.units,
-                                   "flags": list(window.flags)}})
+            row = clf.row(clf.predict_window(window))
+            event_class = row["class"]
+            probabilities = {k: round(v, 6) for k, v in row["probabilities"].items()}
+            uncertainty = round(row["uncertainty"], 6)
+            mutual_information = round(row["mutual_information"], 6)
+            extra["window"] = {"coverage": round(window.coverage, 4), "units": window.units,
+                               "flags": list(window.flags)}
             model_mag = row["magnitude"]
-            if row["class"] == "noise":
+            if event_class == "noise":
                 model_mag, reason_model = None, "class noise: no magnitude"
             elif sens is None:
                 model_mag, reason_model = None, "no sensitivity configured: the model's magnitude needs m/s"
         except PreprocessError as exc:
             self.errors.append(f"{oe.id}: {exc}")
             n = len(clf.classes)
-            msg.update({"class": "unknown", "probabilities": {c: round(1.0 / n, 6) for c in clf.classes},
-                        "uncertainty": 1.0, "error": f"window unusable: {exc}"})
+            event_class, uncertainty = "unknown", 1.0
+            probabilities = {c: round(1.0 / n, 6) for c in clf.classes}
+            extra["error"] = f"window unusable: {exc}"
             model_mag, reason_model = None, f"window unusable: {exc}"
+        snippet = st.slice(oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s))
         ml_part = {"ml": None, "reason": "class noise: no magnitude"}
-        if msg["class"] not in ("noise", "unknown"):
-            snippet = st.slice(oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s))
+        if event_class not in ("noise", "unknown"):
             ml_part = event_ml(snippet, inventory=s.inventory, sensitivity=s.sensitivity,
                                vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s).to_dict()
-        magnitude = {"ml": ml_part.get("ml"), "model": model_mag}
         reasons = [r for r in (ml_part.get("reason") and f"ml: {ml_part['reason']}",
                                reason_model and f"model: {reason_model}") if r]
-        if reasons:
-            magnitude["reason"] = "; ".join(reasons)
-        for k in ("distance_km", "s_minus_p_s"):
-            if k in ml_part:
-                magnitude[k] = ml_part[k]
-        msg["magnitude"] = magnitude
+        magnitude = Magnitude(ml_part.get("ml"), model_mag, "; ".join(reasons) or None,
+                              ml_part.get("distance_km"),
+                              {k: ml_part[k] for k in ("s_minus_p_s",) if k in ml_part})
         now = self.clock()
         # latency: from the arrival of the data that completed the window to publication
         # (forced closes -- stale link, end of data -- count from the close itself)
         ready = t_start if forced else min(self._chunk_received, t_start)
-        msg["latency_ms"] = round(max(0.0, (now - ready) * 1e3), 3)
-        msg["processing_ms"] = round((now - t_start) * 1e3, 3)
+        extra["processing_ms"] = round((now - t_start) * 1e3, 3)
         if oe.new_latency_ms is not None:
-            msg["new_latency_ms"] = round(oe.new_latency_ms, 3)
+            extra["new_latency_ms"] = round(oe.new_latency_ms, 3)
+        end = EventEnd(
+            id=oe.id, station=self.station, trigger_on=iso_utc(oe.trigger_on),
+            trigger_off=iso_utc(trigger_off),
+            duration_s=round(max(0.0, float(trigger_off - oe.trigger_on)), 3),
+            cft_peak=round(oe.cft_peak, 3), event_class=event_class, probabilities=probabilities,
+            uncertainty=uncertainty, magnitude=magnitude, model=ModelRef(**clf.info.to_message()),
+            latency_ms=round(max(0.0, (now - ready) * 1e3), 3), channels=oe.channels,
+            mutual_information=mutual_information, extra=extra)
         if self.archive is not None:
             try:
-                msg["snippet"] = str(self.archive.write_snippet(oe.id, st.slice(
-                    oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s)), msg))
+                end.snippet = str(self.archive.write_snippet(oe.id, snippet, end.to_dict()))
             except Exception as exc:  # noqa: BLE001 -- a full disk must not lose the alert
                 log.warning("event %s: snippet not archived: %s", oe.id, exc)
+        msg = end.to_dict()
         self.last_event_time = oe.trigger_on
         self.ended.append(msg)
         self.publisher.event_end(msg)
-        log.info("event %s: %s (p=%.2f, unc %.2f), ML %s, %.1f ms", oe.id, msg["class"],
-                 max(msg["probabilities"].values()), msg["uncertainty"], magnitude["ml"], msg["latency_ms"])
+        log.info("event %s: %s (p=%.2f, unc %.2f), ML %s, %.1f ms", oe.id, event_class,
+                 max(probabilities.values()), uncertainty, magnitude.ml, end.latency_ms)
 
     def _sensitivity(self, st: Stream) -> float | dict[str, float] | None:
         s = self.settings
