@@ -959,7 +959,8 @@ def open_onnx_session(model: bytes | str | os.PathLike, threads: int = 1):
 
     ONNX Runtime's ``NhwcTransformer`` is switched off: on these 1-D models it wraps every
     int8 ``QLinearConv`` in a pair of Transposes (NCHW <-> NHWC) that cost more than the int8
-    convolution saves (measured: int8 0.92x fp32 with it, 0.83x without; docs/performance.md).
+    convolution saves (measured on a Conv-only int8 graph: 0.97x fp32 with it, 0.86x without;
+    docs/performance.md).
     fp32 graphs are not affected."""
     import onnxruntime as ort
 
