@@ -734,6 +734,11 @@ class _Loader:
                              overrides, MQTT_PATH_KEYS, extra=("enabled", "password_file"))
         if not ok or link is None:
             return None
+        if link.password and not link.username:
+            # MQTT sends a password only with a user name: the link would refuse it at start
+            self.err("mqtt", "password_file" if pw_file else "password",
+                     "needs [mqtt] username (MQTT sends a password only with a user name)")
+            return None
         return cls(**{f.name: getattr(link, f.name) for f in fields(base) if f.init}, **own)
 
 

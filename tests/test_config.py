@@ -276,3 +276,19 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     bad.write_text("[health]\ninterval_s = -1\n")
     assert C.main(["check", str(bad)]) == 1
     assert f"{bad}: [health] interval_s: must be > 0, got -1" in capsys.readouterr().err
+
+
+def test_password_without_username_is_a_config_error(tmp_path):
+    """Caught by the check, not later when the daemon starts its link."""
+    from edge.config import ConfigError, load_config
+
+    pw = tmp_path / "mqtt.pw"
+    pw.write_text("secret\n")
+    for body, key in ((f'[mqtt]\npassword_file = "{pw}"\n', "password_file"), ('[mqtt]\npassword = "x"\n', "password")):
+        path = tmp_path / "c.toml"
+        path.write_text(body)
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert f"[mqtt] {key}: needs [mqtt] username" in str(err.value)
+    path.write_text(f'[mqtt]\nusername = "station"\npassword_file = "{pw}"\n')
+    assert load_config(path).mqtt.password == "secret"
