@@ -25,11 +25,12 @@ from obspy import UTCDateTime
 
 from edge.bundle import BundleError, StationCompat, install_bundle, rollback
 from edge.inference import EventClassifier
-from edge.pipeline import EventPipeline, EventSettings, iso_utc
+from edge.messages import Health, ModelState, iso_utc
+from edge.pipeline import EventPipeline, EventSettings
 from edge.sd_notify import Notifier
 from edge.station_input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 
-__all__ = ["Daemon", "DaemonError", "Health"]
+__all__ = ["Daemon", "DaemonError", "ProcessStats"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class DaemonError(RuntimeError):
 
 
 @dataclass
-class Health:
+class ProcessStats:
     """Process figures for the health message."""
 
     started: float = field(default_factory=time.time)
@@ -98,7 +99,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.counters = LinkCounters()
         self.notifier = Notifier()
-        self.health = Health()
+        self.process = ProcessStats()
         self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._source_override = source
         self._on_end = on_end
@@ -305,18 +306,18 @@ class Daemon:
     # ------------------------------------------------------------------ health, model, commands
     def health_payload(self) -> dict[str, Any]:
         p = self.pipeline
-        up = time.time() - self.health.started
-        return {
-            "time": iso_utc(UTCDateTime()), "station": self.station, "uptime_s": round(up, 1),
-            "samples_per_s": round(p.samples / max(up, 1e-6), 1),
-            "samples": p.samples, "gaps": self.counters.gaps, "crc_errors": self.counters.crc_errors,
-            "restarts": self.counters.restarts, "disconnects": self.counters.disconnects,
-            "outbox_depth": self.outbox.depth(),
-            "model_version": self.classifier.info.version, "model_name": self.classifier.info.name,
-            "cpu_percent": self.health.cpu_percent(), "rss_mb": self.health.rss_mb(),
-            "last_event_time": iso_utc(p.last_event_time) if p.last_event_time else None,
-            "events": len(p.ended), "open_events": len(p.open),
-        }
+        up = time.time() - self.process.started
+        return Health(
+            time=iso_utc(UTCDateTime()), station=self.station, uptime_s=round(up, 1),
+            samples_per_s=round(p.samples / max(up, 1e-6), 1), gaps=self.counters.gaps,
+            crc_errors=self.counters.crc_errors, outbox_depth=self.outbox.depth(),
+            model_version=self.classifier.info.version, cpu_percent=self.process.cpu_percent(),
+            rss_mb=self.process.rss_mb(),
+            last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
+            extra={"samples": p.samples, "restarts": self.counters.restarts,
+                   "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
+                   "events": p.events_ended, "open_events": len(p.open)},
+        ).to_dict()
 
     def publish_health(self) -> None:
         if self.link is not None:
@@ -329,10 +330,10 @@ class Daemon:
 
     def _publish_model(self) -> None:
         info = self.classifier.info
-        payload = {"name": info.name, "version": info.version, "sha256": info.sha256,
-                   "file": info.file, "precision": info.precision, "runtime": self.classifier.runtime,
-                   "classes": list(self.classifier.classes), "synthetic": info.synthetic,
-                   "last_update": self.last_model_result}
+        payload = ModelState(info.name, info.version, info.sha256, list(self.classifier.classes),
+                             self.last_model_result,
+                             extra={"file": info.file, "precision": info.precision,
+                                    "runtime": self.classifier.runtime, "synthetic": info.synthetic}).to_dict()
         if self.link is not None:
             self.link.publish_model(payload)
 

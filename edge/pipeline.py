@@ -27,7 +27,7 @@ from edge.preprocess import PreprocessError, preprocess_stream
 from edge.ring_buffer import RingBuffers
 from edge.station_input import Chunk
 
-__all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline", "iso_utc", "event_id"]
+__all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ class EventPipeline:
         self.ring = RingBuffers(buffer_s or max(180.0, need + 60.0))
         self.clock = clock
         self.open: dict[str, OpenEvent] = {}
-        self.ended: list[dict[str, Any]] = []
+        #: ``end`` messages published so far (a count: the messages themselves go to the publisher)
+        self.events_ended = 0
         self.errors: list[str] = []
         self.samples = 0
         self.last_event_time: UTCDateTime | None = None
@@ -276,7 +277,7 @@ class EventPipeline:
                 log.warning("event %s: snippet not archived: %s", oe.id, exc)
         msg = end.to_dict()
         self.last_event_time = oe.trigger_on
-        self.ended.append(msg)
+        self.events_ended += 1
         self.publisher.event_end(msg)
         log.info("event %s: %s (p=%.2f, unc %.2f), ML %s, %.1f ms", oe.id, event_class,
                  max(probabilities.values()), uncertainty, magnitude.ml, end.latency_ms)
