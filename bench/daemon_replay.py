@@ -3,7 +3,7 @@
 
 ``--hours`` of 3 × 250 Hz int32 counts (coloured background noise, a synthetic event -- a
 band-limited burst of a few seconds on all three components -- every ``--event-every``
-seconds) are generated on the fly, chunk by chunk, and fed to :class:`edge.daemon.Daemon`
+seconds) are generated on the fly, chunk by chunk, and fed to :class:`edge.station.daemon.Daemon`
 with everything a station runs: the streaming trigger, the ring buffers, the shipped int8
 bundle with 20 MC-dropout passes per event, the MiniSEED archive on disk, the SQLite outbox and
 MQTT to a real local broker (Mosquitto, else amqtt). The process is pinned to one CPU.
@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from obspy import UTCDateTime  # noqa: E402
 
-from edge.config import StationConfig  # noqa: E402
-from edge.daemon import Daemon  # noqa: E402
-from edge.embedded_broker import Broker  # noqa: E402
-from edge.station_input import Chunk, LinkNote  # noqa: E402
+from edge.station.config import StationConfig  # noqa: E402
+from edge.station.daemon import Daemon  # noqa: E402
+from edge.demo.broker import Broker  # noqa: E402
+from edge.station.input import Chunk, LinkNote  # noqa: E402
 
 STATION = "XX.BEN"
 FS = 250.0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Delivery latency of ``end`` messages through :class:`edge.mqtt_link.MqttLink` and the durable
+"""Delivery latency of ``end`` messages through :class:`edge.comms.mqtt_link.MqttLink` and the durable
 SQLite outbox to a local broker (tests/broker.py: Mosquitto, else amqtt).
 
 Latency of one message = from just before ``Outbox.put`` (commit + fsync of the row) to the
@@ -32,8 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.mqtt_link import MqttConfig, MqttLink  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
+from edge.comms.mqtt_link import MqttConfig, MqttLink  # noqa: E402
+from edge.comms.outbox import Outbox  # noqa: E402
 from tests.broker import Broker, Subscriber  # noqa: E402
 
 TARGET_P99_MS = 50.0

@@ -1,11 +1,11 @@
-"""Cost of the streaming trigger (edge.stream_trigger) against ObsPy's one-shot trigger.
+"""Cost of the streaming trigger (edge.trigger.stream) against ObsPy's one-shot trigger.
 
 Both run on the same samples in the same process:
 
 * **one-shot** (ObsPy on the whole trace, per channel):
   ``obspy.signal.filter.bandpass`` + ``obspy.signal.trigger.recursive_sta_lta`` +
   ``obspy.signal.trigger.trigger_onset``;
-* **streaming**: :class:`edge.stream_trigger.StreamingTrigger` fed chunks of ``--chunk``
+* **streaming**: :class:`edge.trigger.stream.StreamingTrigger` fed chunks of ``--chunk``
   samples (default 25 = 0.1 s at 250 Hz, what the station's decoder delivers), the 3
   channels interleaved, then ``flush()``; it also does the coincidence, warm-up and gap
   bookkeeping. The chunks (arrays and UTCDateTime start times) are made before the clock
@@ -39,7 +39,7 @@ from obspy.signal.filter import bandpass  # noqa: E402
 from obspy.signal.trigger import recursive_sta_lta, trigger_onset  # noqa: E402
 from scipy.signal import resample_poly  # noqa: E402
 
-from edge.stream_trigger import StreamingTrigger, TriggerConfig  # noqa: E402
+from edge.trigger.stream import StreamingTrigger, TriggerConfig  # noqa: E402
 
 FS = 250.0
 TARGET = 1.25

@@ -18,9 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge import __version__
-from edge.bundle import BundleError
-from edge.inference import OnnxRunner, WindowPredictor
-from edge.labels import N_MAG_BINS
+from edge.model.bundle import BundleError
+from edge.model.inference import OnnxRunner, WindowPredictor
+from edge.signal.labels import N_MAG_BINS
 
 from .onnx_export import calibration_feeds, export_fp32, quantize_int8
 from .parity import FormatResult, format_table, interleaved_latency_ms, parity_report
@@ -124,7 +124,7 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
 
     Raises:
         ExportError: the run, the data or an option is unusable (message says which).
-        edge.bundle.BundleError: the finished bundle failed its own verification (nothing
+        edge.model.bundle.BundleError: the finished bundle failed its own verification (nothing
             is written then).
     """
     from export.bundle_writer import make_selftest, write_bundle
@@ -132,7 +132,7 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
     from trainer.data import load_dataset
     from trainer.run import RunError, load_run
 
-    from edge.preprocess import WindowSpec
+    from edge.signal.preprocess import WindowSpec
 
     opts = options or ExportOptions()
     if not opts.int8 and opts.fp32 is False:
@@ -327,7 +327,7 @@ def _describe_training(data: Mapping[str, Any], synthetic: bool) -> str:
 
 
 def _tflite_runner(body: bytes):
-    from edge.tflite_runner import TfliteRunner
+    from edge.model.tflite import TfliteRunner
 
     return TfliteRunner(body, threads=1)
 

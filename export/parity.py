@@ -2,7 +2,7 @@
 labeled dataset -- top-class agreement, macro-F1, magnitude hit rates, single-thread latency
 and file sizes. ``microseis export`` prints it and stores it in the bundle manifest.
 
-Every format is run through the station's own :class:`edge.inference.EventClassifier`
+Every format is run through the station's own :class:`edge.model.inference.EventClassifier`
 code path with the same MC-dropout noise draws (same seed), so the differences are the
 format's alone.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from edge.predictions import Predictions
+from edge.model.predictions import Predictions
 
 __all__ = ["interleaved_latency_ms", "FormatResult", "score", "latency_ms", "parity_report", "format_table"]
 

@@ -8,7 +8,7 @@ The graph has the same inputs and outputs as the ONNX one (:mod:`export.onnx_exp
 ``mag_probs`` (1, 30). Facts behind the choices (``shared/notes/toolchain.md``):
 
 * litert-torch cannot convert a dynamic time length, so the graph has one fixed-length
-  signature (``n`` samples, batch 1); :class:`edge.tflite_runner.TfliteRunner` runs larger
+  signature (``n`` samples, batch 1); :class:`edge.model.tflite.TfliteRunner` runs larger
   batches row by row.
 * ``rand_like`` does not lower: the MC-dropout masks come from the ``noise`` input, as in
   the ONNX graph.

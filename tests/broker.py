@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["Broker", "Subscriber", "Message", "TcpGate", "free_port", "find_mosquitto", "make_test_pki",
            "make_password_file", "broker"]
 
-from edge.embedded_broker import HOST, Broker, find_mosquitto, free_port  # noqa: F401  (re-exported)
+from edge.demo.broker import HOST, Broker, find_mosquitto, free_port  # noqa: F401  (re-exported)
 
 
 def make_test_pki(folder: str | os.PathLike[str]) -> dict[str, str]:

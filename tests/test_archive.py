@@ -1,4 +1,4 @@
-"""edge.archive: SDS day-files of raw counts (buffered, split at midnight, gaps), pruning by
+"""edge.station.archive: SDS day-files of raw counts (buffered, split at midnight, gaps), pruning by
 age and disk fraction, event snippets; real files in tmp_path, read back with ObsPy."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime, read
 from obspy.clients.filesystem.sds import Client
 
-from edge.archive import SdsArchive, sds_path, to_counts
+from edge.station.archive import SdsArchive, sds_path, to_counts
 
 SR = 100.0
 

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from edge.features import BOSSEA_FEATURES  # noqa: E402
+from edge.signal.features import BOSSEA_FEATURES  # noqa: E402
 from trainer.baselines import (  # noqa: E402
     CLASSIFIERS,
     FeatureTransform,

@@ -19,10 +19,10 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edge import bundle as B  # noqa: E402
-from edge.bundle import BundleError, StationCompat, verify_bundle  # noqa: E402
-from edge.labels import CLASSES, N_MAG_BINS  # noqa: E402
-from edge.preprocess import WindowSpec  # noqa: E402
+from edge.model import bundle as B  # noqa: E402
+from edge.model.bundle import BundleError, StationCompat, verify_bundle  # noqa: E402
+from edge.signal.labels import CLASSES, N_MAG_BINS  # noqa: E402
+from edge.signal.preprocess import WindowSpec  # noqa: E402
 from export.bundle_writer import make_selftest, write_bundle, zip_entries  # noqa: E402
 from export.signing import generate_keypair, load_private_key, signature_file  # noqa: E402
 

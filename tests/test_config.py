@@ -1,4 +1,4 @@
-"""edge.config: the example loads and round-trips, every key is documented, and each kind of
+"""edge.station.config: the example loads and round-trips, every key is documented, and each kind of
 bad value gives its exact one-line message (file, key path, problem)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import config as C
-from edge.config import ConfigError, StationConfig, example_config, load_config
+from edge.station import config as C
+from edge.station.config import ConfigError, StationConfig, example_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ dir = "state"
     assert cfg.trigger.warmup_s == 12.5
     assert cfg.mqtt.password == "s3cret" and cfg.mqtt.enabled is True
     assert cfg.mqtt.tls_ca == str(tmp_path / "certs" / "ca.pem")
-    from edge.mqtt_link import MqttConfig
+    from edge.comms.mqtt_link import MqttConfig
 
     assert isinstance(cfg.mqtt, MqttConfig)  # goes wherever a MqttConfig goes
     assert cfg.archive_dir == tmp_path / "arch"
@@ -103,13 +103,13 @@ def test_every_key_is_in_the_docs() -> None:
     keys = C.example_keys()
     assert len(keys) > 50
     missing = [k for k in keys if f"| `{k.split('.')[1]}` |" not in tables.get(k.split(".")[0], "")]
-    assert not missing, f"docs/configuration.md lacks {missing} (python -m edge.config reference)"
+    assert not missing, f"docs/configuration.md lacks {missing} (python -m edge.station.config reference)"
 
 
 def test_foreign_sections_have_docs() -> None:
     """A field added to TriggerConfig or MqttConfig needs a line in TRIGGER_DOCS / MQTT_DOCS."""
-    from edge.mqtt_link import MqttConfig
-    from edge.stream_trigger import TriggerConfig
+    from edge.comms.mqtt_link import MqttConfig
+    from edge.trigger.stream import TriggerConfig
 
     assert {f.name for f in dataclasses.fields(TriggerConfig)} <= set(C.TRIGGER_DOCS)
     assert {f.name for f in dataclasses.fields(MqttConfig)} <= set(C.MQTT_DOCS)
@@ -280,7 +280,7 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_password_without_username_is_a_config_error(tmp_path):
     """Caught by the check, not later when the daemon starts its link."""
-    from edge.config import ConfigError, load_config
+    from edge.station.config import ConfigError, load_config
 
     pw = tmp_path / "mqtt.pw"
     pw.write_text("secret\n")

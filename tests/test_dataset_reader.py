@@ -1,4 +1,4 @@
-"""Labeled dataset folder reader (edge.dataset) and the offline trigger picker."""
+"""Labeled dataset folder reader (edge.signal.dataset) and the offline trigger picker."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 from obspy.core.util import get_example_file
 
-from edge.dataset import (
+from edge.signal.dataset import (
     DatasetError,
     LabeledEvent,
     RowError,
@@ -20,8 +20,8 @@ from edge.dataset import (
     read_stations,
     sensitivity_for,
 )
-from edge.preprocess import WindowSpec, preprocess_stream
-from edge.trigger_pick import TriggerPickError, find_trigger, pick_trigger
+from edge.signal.preprocess import WindowSpec, preprocess_stream
+from edge.signal.picking import TriggerPickError, find_trigger, pick_trigger
 
 ONSET = "2009-08-24T00:20:08"
 LOC_START = UTCDateTime(2005, 8, 1, 14, 57, 19, 850000)

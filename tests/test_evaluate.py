@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from edge.labels import CLASSES  # noqa: E402
-from edge.preprocess import WindowSpec  # noqa: E402
+from edge.signal.labels import CLASSES  # noqa: E402
+from edge.signal.preprocess import WindowSpec  # noqa: E402
 from trainer.models.registry import build_model  # noqa: E402
 from trainer.run import model_inputs, run_info, save_run  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Physical ML of one event window (edge.event_magnitude): S-P picks with ObsPy's AR-AIC
+"""Physical ML of one event window (edge.station.event_magnitude): S-P picks with ObsPy's AR-AIC
 picker on a real recording, the distance from S-P, Wood-Anderson ML; ``None`` with a reason
 when it cannot be computed."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
-from edge.event_magnitude import event_ml, pick_p_s
-from edge.magnitude import hypocentral_distance_km
+from edge.station.event_magnitude import event_ml, pick_p_s
+from edge.signal.magnitude import hypocentral_distance_km
 
 RJOB_START = UTCDateTime("2005-08-01T14:57:19.85")
 P_S, S_S = 30.635, 31.17  # ObsPy's picks on the whole recording (shared/notes/real-data.md)

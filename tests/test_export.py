@@ -19,9 +19,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from edge.bundle import DEFAULT_BUNDLE, default_trusted_keys, inspect_bundle, verify_bundle  # noqa: E402
+from edge.model.bundle import DEFAULT_BUNDLE, default_trusted_keys, inspect_bundle, verify_bundle  # noqa: E402
 from edge.cli import main  # noqa: E402
-from edge.inference import EventClassifier  # noqa: E402
+from edge.model.inference import EventClassifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,9 +84,9 @@ def test_int8_agrees_with_fp32_on_the_same_windows(tiny_bundle, tmp_path, capsys
     assert [(f["file"], f["default"]) for f in m["models"]] == [("model.int8.onnx", True),
                                                                ("model.fp32.onnx", False)]
     vb = verify_bundle(out, trusted_keys=[tiny_bundle["pub"]])
-    from edge.inference import OnnxRunner, WindowPredictor
+    from edge.model.inference import OnnxRunner, WindowPredictor
     from trainer.data import load_dataset
-    from edge.preprocess import WindowSpec
+    from edge.signal.preprocess import WindowSpec
 
     arrays, _ = load_dataset(tiny_bundle["ds"], WindowSpec(), tuple(m["classes"]), progress=False,
                              use_cache=False)

@@ -1,4 +1,4 @@
-"""Bossea features and pre-training attributes (edge.features)."""
+"""Bossea features and pre-training attributes (edge.signal.features)."""
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +10,8 @@ import pytest
 from obspy import UTCDateTime
 from obspy.signal.trigger import classic_sta_lta as obspy_classic_sta_lta
 
-from edge.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features, classic_sta_lta
-from edge.preprocess import WindowSpec, preprocess_stream
+from edge.signal.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features, classic_sta_lta
+from edge.signal.preprocess import WindowSpec, preprocess_stream
 
 FS = 250.0
 N = 3000
@@ -136,9 +136,9 @@ def test_attributes_finite_on_edge_cases():
 
 def test_edge_modules_import_without_torch_and_features_without_obspy():
     code = (
-        "import sys, edge.features\n"
+        "import sys, edge.signal.features\n"
         "assert 'obspy' not in sys.modules, 'features imported obspy'\n"
-        "import edge.preprocess, edge.dataset, edge.trigger_pick\n"
+        "import edge.signal.preprocess, edge.signal.dataset, edge.signal.picking\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'trainer', 'export')]\n"
         "assert not bad, bad\n"
     )

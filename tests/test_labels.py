@@ -1,11 +1,11 @@
-"""edge.labels: class order and magnitude bins (numpy only, no torch)."""
+"""edge.signal.labels: class order and magnitude bins (numpy only, no torch)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge import labels
-from edge.labels import (
+from edge.signal import labels
+from edge.signal.labels import (
     CLASSES,
     MAG_BIN_CENTRES,
     MAG_BIN_EDGES,

@@ -1,4 +1,4 @@
-"""trainer.models (torch) and edge.spectrogram: shapes, budgets, MC-dropout, ONNX export,
+"""trainer.models (torch) and edge.signal.spectrogram: shapes, budgets, MC-dropout, ONNX export,
 and a learning sanity check. No timing is asserted.
 
 The dynamo ONNX export dominates the run time (~20 s on one thread; the legacy exporter
@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from edge.labels import CLASSES, N_MAG_BINS  # noqa: E402
-from edge.spectrogram import spectrogram, spectrogram_shape  # noqa: E402
+from edge.signal.labels import CLASSES, N_MAG_BINS  # noqa: E402
+from edge.signal.spectrogram import spectrogram, spectrogram_shape  # noqa: E402
 from trainer.models import (  # noqa: E402
     CBAM1d,
     MaxPool1dExportable,

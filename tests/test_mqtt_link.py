@@ -1,4 +1,4 @@
-"""edge.mqtt_link against a real broker over TCP (tests/broker.py: Mosquitto, else amqtt) with a
+"""edge.comms.mqtt_link against a real broker over TCP (tests/broker.py: Mosquitto, else amqtt) with a
 real SQLite outbox file: availability and the Last Will, retained health/model, the durable
 outbox across broker restarts, lost PUBACKs and ``kill -9``, commands, and configuration errors.
 """
@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge.messages import dumps  # noqa: E402
-from edge.mqtt_link import MqttConfig, MqttLink  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
+from edge.comms.messages import dumps  # noqa: E402
+from edge.comms.mqtt_link import MqttConfig, MqttLink  # noqa: E402
+from edge.comms.outbox import Outbox  # noqa: E402
 from tests.broker import (Broker, Subscriber, TcpGate, broker, find_mosquitto, free_port,  # noqa: E402,F401
                           make_password_file, make_test_pki)
 
@@ -156,8 +156,8 @@ def test_online_retained_health_model_and_stopped(broker: Broker, sub: Subscribe
 
 CHILD = r"""
 import sys, time
-from edge.mqtt_link import MqttConfig, MqttLink
-from edge.outbox import Outbox
+from edge.comms.mqtt_link import MqttConfig, MqttLink
+from edge.comms.outbox import Outbox
 port, path, station, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg = MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.2, keepalive_s=5)
 link = MqttLink(cfg, station, Outbox(path), connect_timeout_s=2)

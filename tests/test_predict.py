@@ -22,9 +22,9 @@ import obspy  # noqa: E402
 from obspy import Trace, UTCDateTime  # noqa: E402
 
 from edge.cli import main  # noqa: E402
-from edge.dataset import iter_windows, read_labels  # noqa: E402
-from edge.inference import EventClassifier  # noqa: E402
-from edge.trigger_pick import pick_trigger  # noqa: E402
+from edge.signal.dataset import iter_windows, read_labels  # noqa: E402
+from edge.model.inference import EventClassifier  # noqa: E402
+from edge.signal.picking import pick_trigger  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: RJOB: 200 Hz plain ASCII, no header; start time from the file name, P at 30.635 s
@@ -282,7 +282,7 @@ def test_untrusted_signer_needs_pubkey(env, capsys, tmp_path):
 
 
 def test_station_side_imports_no_torch():
-    code = ("import sys, edge.batch_predict, edge.cli.predict; "
+    code = ("import sys, edge.model.batch_predict, edge.cli.predict; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'trainer', 'export')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

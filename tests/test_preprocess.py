@@ -1,4 +1,4 @@
-"""The model-input contract (edge.preprocess) on real ObsPy recordings and synthetic traces."""
+"""The model-input contract (edge.signal.preprocess) on real ObsPy recordings and synthetic traces."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 from obspy.core.util import get_example_file
 
-from edge.preprocess import (
+from edge.signal.preprocess import (
     PreprocessError,
     WindowSpec,
     component_of,

@@ -9,8 +9,8 @@ from obspy import UTCDateTime
 
 h5py = pytest.importorskip("h5py")
 
-from edge.features import attributes, bossea_features  # noqa: E402
-from edge.preprocess import WindowSpec, normalize, preprocess_stream  # noqa: E402
+from edge.signal.features import attributes, bossea_features  # noqa: E402
+from edge.signal.preprocess import WindowSpec, normalize, preprocess_stream  # noqa: E402
 from trainer.stead import SteadError, SteadRowError, iter_stead, load_stead  # noqa: E402
 
 FS = 100.0

@@ -1,4 +1,4 @@
-"""edge.stream_trigger on real recordings, fed chunk by chunk, against ObsPy on whole traces.
+"""edge.trigger.stream on real recordings, fed chunk by chunk, against ObsPy on whole traces.
 
 Data: ObsPy's UH recordings (shared/notes/real-data.md): BW.UH1-3 SHZ at 50 Hz and BW.UH4
 EHZ at 100 Hz, 230 s from 2010-05-27 16:24:03.68 with local earthquakes. References are
@@ -17,7 +17,7 @@ from obspy import Stream, Trace, UTCDateTime, read
 from obspy.signal.trigger import (classic_sta_lta, coincidence_trigger, recursive_sta_lta,
                                   trigger_onset)
 
-from edge.stream_trigger import (StaLtaStream, StreamingTrigger, Transition, TriggerConfig,
+from edge.trigger.stream import (StaLtaStream, StreamingTrigger, Transition, TriggerConfig,
                                  TriggerEvent, bandpass_sos)
 
 UH_FILES = ["BW.UH1._.SHZ.D.2010.147.cut.slist.gz", "BW.UH2._.SHZ.D.2010.147.cut.slist.gz",
@@ -414,7 +414,7 @@ def test_duplicate_chunks_are_dropped(uh: Stream) -> None:
 
 
 def test_transition_interface_and_current_peak(uh: Stream) -> None:
-    """What edge.pipeline.EventPipeline reads: kind, event.trigger_on/off, cft_peak,
+    """What edge.station.pipeline.EventPipeline reads: kind, event.trigger_on/off, cft_peak,
     channels, closed_by, and the trigger's current_peak while an event is on."""
     trg = StreamingTrigger(TriggerConfig(**UH))
     assert trg.current_peak is None

@@ -1,4 +1,4 @@
-"""Synthetic benchmark (``trainer.synth``, ``microseis synth``) and ``edge.magnitude``.
+"""Synthetic benchmark (``trainer.synth``, ``microseis synth``) and ``edge.signal.magnitude``.
 
 The physics checks measure the *written files* the way a seismologist would: read the
 MiniSEED counts, remove the response with ``stations.xml``, then look at spectra, envelopes,
@@ -20,7 +20,7 @@ from obspy import UTCDateTime, read, read_inventory  # noqa: E402
 from scipy.signal import butter, sosfiltfilt  # noqa: E402
 from scipy.signal.windows import tukey  # noqa: E402
 
-from edge.magnitude import (  # noqa: E402
+from edge.signal.magnitude import (  # noqa: E402
     WOOD_ANDERSON_PAZ,
     hypocentral_distance_km,
     ml_hutton_boore,
@@ -322,7 +322,7 @@ def test_cli_refuses_non_empty_dir_and_prints_json(tmp_path, capsys):
         _synth_cli(["synth", "--out", str(tmp_path / "new"), "--snr-db", "30", "10"])
 
 
-# ------------------------------------------------------------------------------ edge.magnitude
+# ------------------------------------------------------------------------------ edge.signal.magnitude
 def test_magnitude_formulas():
     from obspy.signal.invsim import WOODANDERSON
 

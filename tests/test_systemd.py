@@ -113,16 +113,16 @@ def test_unit_restart_policy() -> None:
     assert keys["Unit.StartLimitIntervalSec"] == ["0"]
     # the daemon has no SIGHUP handler: a `kill -HUP` reload would kill it
     assert "Service.ExecReload" not in keys
-    import edge.daemon
+    import edge.station.daemon
 
-    assert "SIGHUP" not in inspect.getsource(edge.daemon)
+    assert "SIGHUP" not in inspect.getsource(edge.station.daemon)
 
 
 # ---------------------------------------------------------------------------- watchdog vs. daemon
 def test_watchdog_is_fed_by_the_main_loop() -> None:
     """The unit's Type=notify + WatchdogSec only work because the daemon sends READY=1, then
     WATCHDOG=1 from every pass of its main loop, and STOPPING=1 on the way out."""
-    from edge.daemon import Daemon
+    from edge.station.daemon import Daemon
 
     run, service = inspect.getsource(Daemon.run), inspect.getsource(Daemon._service)
     assert "self.notifier.ready(" in run and "self.notifier.stopping()" in run
@@ -143,7 +143,7 @@ def test_watchdog_outlasts_the_loops_longest_wait() -> None:
 def test_stop_timeout_covers_the_clean_shutdown() -> None:
     """SIGTERM -> flush the outbox, publish "stopped", disconnect (MqttLink.stop) must fit in
     TimeoutStopSec, or systemd SIGKILLs the daemon half-way."""
-    from edge.mqtt_link import MqttLink
+    from edge.comms.mqtt_link import MqttLink
 
     params = inspect.signature(MqttLink.stop).parameters
     needed = params["flush_timeout_s"].default + params["timeout_s"].default
@@ -161,7 +161,7 @@ def _notify_socket(tmp_path: Path) -> tuple[socket.socket, str]:
 def test_notifier_speaks_to_a_real_notify_socket(tmp_path: Path) -> None:
     """What systemd receives, through a real AF_UNIX datagram socket, with the environment
     systemd gives a Type=notify unit with this WatchdogSec."""
-    from edge.sd_notify import Notifier
+    from edge.station.sd_notify import Notifier
 
     usec = int(_seconds(_unit_keys()["Service.WatchdogSec"][0]) * 1_000_000)
     sock, path = _notify_socket(tmp_path)
@@ -183,7 +183,7 @@ def test_notifier_speaks_to_a_real_notify_socket(tmp_path: Path) -> None:
 
 
 def test_notifier_abstract_socket_and_foreign_watchdog() -> None:
-    from edge.sd_notify import Notifier
+    from edge.station.sd_notify import Notifier
 
     name = f"microseis-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -197,7 +197,7 @@ def test_notifier_abstract_socket_and_foreign_watchdog() -> None:
 
 
 def test_notifier_without_systemd_is_a_no_op() -> None:
-    from edge.sd_notify import Notifier
+    from edge.station.sd_notify import Notifier
 
     n = Notifier({})
     assert not n.enabled and n.watchdog_interval_s is None
@@ -341,7 +341,7 @@ def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path: Path) ->
         f"python3 -m venv {prefix}/venv",
         f"{prefix}/venv/bin/python -m pip install -c {REPO}/constraints.txt 'microseis-edge[edge] @ file://{REPO}'",
         f"install -d -m 0750 -o root -g microseis {config.parent}",
-        f"{prefix}/venv/bin/python -m edge.config example > {config}",
+        f"{prefix}/venv/bin/python -m edge.station.config example > {config}",
         f"chmod 0640 {config}",
         f"s#/etc/microseis/config.toml#{config}#g; s#/opt/microseis#{prefix}#g",
         "/etc/systemd/system/microseis.service",
@@ -358,7 +358,7 @@ def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path: Path) ->
         assert "[dry-run] useradd --system" in text
     # the order matters: the unit and the rule are in place before daemon-reload and start
     assert text.index("install -D -m 0644 ") < text.index("daemon-reload") < text.index("enable --now")
-    assert text.index("-m venv") < text.index("pip install") < text.index("edge.config example")
+    assert text.index("-m venv") < text.index("pip install") < text.index("edge.station.config example")
     assert not any(ln.startswith("+ ") for ln in out.splitlines()), "a dry run ran something"
     assert out.rstrip().endswith("(dry run: nothing was changed)")
     assert sorted(tmp_path.rglob("*")) == before, "a dry run created files"
@@ -379,9 +379,9 @@ def test_install_keeps_an_existing_config(tmp_path: Path) -> None:
     conf.write_text("[station]\nid = \"CH.MINE\"\n")
     r = _install("--dry-run", "--prefix", str(tmp_path / "opt"), "--config", str(conf))
     assert r.returncode == 0, r.stderr
-    assert "edge.config example >" not in r.stdout
+    assert "edge.station.config example >" not in r.stdout
     assert "exists, kept" in r.stdout
-    assert f"-m edge.config check {conf}" in r.stdout  # an upgrade re-checks the kept file
+    assert f"-m edge.station.config check {conf}" in r.stdout  # an upgrade re-checks the kept file
     assert conf.read_text() == "[station]\nid = \"CH.MINE\"\n"
 
 

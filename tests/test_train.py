@@ -19,7 +19,7 @@ pytest.importorskip("obspy")
 pytest.importorskip("imblearn")
 
 from edge.cli import main as microseis  # noqa: E402
-from edge.labels import CLASSES, MAG_BIN_CENTRES, magnitude_to_bin  # noqa: E402
+from edge.signal.labels import CLASSES, MAG_BIN_CENTRES, magnitude_to_bin  # noqa: E402
 from trainer.balance import (  # noqa: E402
     balanced_order,
     smote_resample,

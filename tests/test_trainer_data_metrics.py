@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.dataset import iter_windows
-from edge.preprocess import normalize
+from edge.signal.dataset import iter_windows
+from edge.signal.preprocess import normalize
 from trainer.data import EventArrays, dataset_description, load_dataset
 from trainer.metrics import classification_metrics, evaluation_metrics, magnitude_metrics
 

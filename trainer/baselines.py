@@ -2,7 +2,7 @@
 
 What a deep model has to beat. Every method sees the same inputs, built by
 :class:`FeatureTransform` from :attr:`trainer.data.EventArrays.features` (the eight
-:data:`edge.features.BOSSEA_FEATURES`, computed by the station's own code):
+:data:`edge.signal.features.BOSSEA_FEATURES`, computed by the station's own code):
 
 1. **log transform** of the strictly positive, heavy-tailed features (values spanning orders of
    magnitude): ``log10`` of ``bracketed_duration_s``, ``uniform_duration_s``,
@@ -32,7 +32,7 @@ Methods (:data:`CLASSIFIERS`):
   rate 0.1, ``class_weight="balanced"``, no early stopping so the result does not depend on
   a random validation split).
 * ``random_forest_attributes`` — not Bossea's: the random forest on the eight transformed
-  features plus the 12 station attributes (:data:`edge.features.ATTRIBUTES`, which include
+  features plus the 12 station attributes (:data:`edge.signal.features.ATTRIBUTES`, which include
   ``log10_peak``), standardised the same way: the strongest classic reference.
 
 Everything is seeded (``seed``); the same data and seed give the same numbers. Fits run
@@ -61,8 +61,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.features import BOSSEA_FEATURES
-from edge.labels import MAG_MAX, MAG_MIN
+from edge.signal.features import BOSSEA_FEATURES
+from edge.signal.labels import MAG_MAX, MAG_MIN
 from trainer.data import EventArrays
 from trainer.metrics import evaluation_metrics, magnitude_metrics
 

@@ -1,5 +1,5 @@
 """Score a signed model bundle in ``microseis evaluate`` -- through the station's own
-:class:`edge.inference.EventClassifier`, so the numbers are what a station would report
+:class:`edge.model.inference.EventClassifier`, so the numbers are what a station would report
 (int8 vs fp32 can be compared on any dataset by evaluating the two bundles, or one bundle's
 two model files with ``runtime``/``model_file``)."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edge.bundle import BundleError
-from edge.inference import EventClassifier
-from edge.predictions import Predictions
+from edge.model.bundle import BundleError
+from edge.model.inference import EventClassifier
+from edge.model.predictions import Predictions
 
 __all__ = ["BundleScorer"]
 

@@ -1,8 +1,8 @@
 """A labeled dataset folder as training arrays, computed once with the station's own code.
 
-Every window goes through :func:`edge.dataset.iter_windows` (the station's preprocessing),
-:func:`edge.preprocess.normalize`, :func:`edge.features.bossea_features` and
-:func:`edge.features.attributes`: what the model sees in training is byte for byte what the
+Every window goes through :func:`edge.signal.dataset.iter_windows` (the station's preprocessing),
+:func:`edge.signal.preprocess.normalize`, :func:`edge.signal.features.bossea_features` and
+:func:`edge.signal.features.attributes`: what the model sees in training is byte for byte what the
 station computes. Results are cached (``.npz``) keyed by the labels file, the waveform files'
 sizes and times, the window spec and the classes, so a second run over the same folder is
 instant.
@@ -20,10 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.dataset import LABELS_FILE, RowError, iter_windows, read_labels
-from edge.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features
-from edge.labels import CLASSES
-from edge.preprocess import PreprocessError, WindowSpec, normalize
+from edge.signal.dataset import LABELS_FILE, RowError, iter_windows, read_labels
+from edge.signal.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features
+from edge.signal.labels import CLASSES
+from edge.signal.preprocess import PreprocessError, WindowSpec, normalize
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ models. :func:`load_scorer` picks the scorer from the path:
 
 * a directory holding ``model.pt`` (or the ``model.pt`` file itself) -> :class:`TorchRunScorer`;
 * any other file -> a signed model bundle (:class:`trainer.bundle_scorer.BundleScorer`),
-  verified and run by the station's own :class:`edge.inference.EventClassifier`; its MC
-  passes are summarised by :func:`edge.predictions.predictions_from_samples`, as the torch
+  verified and run by the station's own :class:`edge.model.inference.EventClassifier`; its MC
+  passes are summarised by :func:`edge.model.predictions.predictions_from_samples`, as the torch
   scorer's are, so the uncertainty numbers mean the same for both.
 
 Outputs in ``out_dir`` (see ``docs/evaluation.md``)::
@@ -31,7 +31,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from edge.preprocess import WindowSpec
+from edge.signal.preprocess import WindowSpec
 from trainer.predict_torch import Predictions
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: s
     :class:`EvaluationError` for a missing/unreadable model or data folder or when no row is
     usable.
     """
-    from edge.dataset import DatasetError
+    from edge.signal.dataset import DatasetError
     from trainer.data import dataset_description, load_dataset
     from trainer.metrics import evaluation_metrics
 

@@ -10,7 +10,7 @@ The summary of the passes (:func:`predictions_from_samples`) is numpy only, so a
 runs an exported ONNX model (``RandomUniformLike`` dropout masks) gets the same numbers from its
 own samples.
 
-Uncertainty measures: :mod:`edge.predictions` (shared with the station).
+Uncertainty measures: :mod:`edge.model.predictions` (shared with the station).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edge.labels import N_MAG_BINS
-from edge.predictions import Predictions, normalized_entropy, predictions_from_samples
+from edge.signal.labels import N_MAG_BINS
+from edge.model.predictions import Predictions, normalized_entropy, predictions_from_samples
 
 __all__ = ["Predictions", "predict", "predictions_from_samples", "normalized_entropy"]
 
@@ -52,7 +52,7 @@ def predict(model, arrays_or_x_logpeak: Any, sampling_rate: float, mc_passes: in
     Args:
         model: a trainer model (``model.config`` set, as built by the registry).
         arrays_or_x_logpeak: :class:`~trainer.data.EventArrays` or ``(x (N, 3, n), log_peak (N,))``
-            (normalised windows, as :func:`edge.preprocess.normalize` makes them).
+            (normalised windows, as :func:`edge.signal.preprocess.normalize` makes them).
         sampling_rate: Hz of the windows (for the spectrogram model's input).
         mc_passes: forward passes with MC-dropout on; ``1`` (or less) = one deterministic pass
             with dropout off.

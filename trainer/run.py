@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from edge import __version__
-from edge.labels import MAG_BIN_WIDTH, MAG_MAX, MAG_MIN, N_MAG_BINS
-from edge.preprocess import WindowSpec
-from edge.spectrogram import spectrogram
+from edge.signal.labels import MAG_BIN_WIDTH, MAG_MAX, MAG_MIN, N_MAG_BINS
+from edge.signal.preprocess import WindowSpec
+from edge.signal.spectrogram import spectrogram
 from trainer.models.registry import load_checkpoint, save_checkpoint
 
 MODEL_FILE = "model.pt"

@@ -20,15 +20,15 @@ one HDF5 file of waveforms:
 ``NET.STA..{receiver_type}E/N/Z`` (``HH`` when ``receiver_type`` is empty) starting at
 ``trace_start_time`` with the archive's sampling rate, and a trigger time
 ``trace_start_time + p_arrival_sample / sampling_rate``. Noise rows have no P: their trigger
-is the station's own STA/LTA pick (:func:`edge.trigger_pick.find_trigger`, what the station
+is the station's own STA/LTA pick (:func:`edge.signal.picking.find_trigger`, what the station
 would have classified), moved where needed so that the whole window (``pre_s`` before to
 ``length_s - pre_s`` after, plus the margin) lies inside the trace; ``noise_trigger_s``
 fixes it instead at that many seconds after the trace start.
 
 :func:`load_stead` runs every stream through the station's preprocessing
-(:func:`edge.preprocess.preprocess_stream`, resampling 100 Hz to the spec's rate),
-:func:`edge.preprocess.normalize`, :func:`edge.features.bossea_features` and
-:func:`edge.features.attributes` — the same chain as :func:`trainer.data.load_dataset` — and
+(:func:`edge.signal.preprocess.preprocess_stream`, resampling 100 Hz to the spec's rate),
+:func:`edge.signal.preprocess.normalize`, :func:`edge.signal.features.bossea_features` and
+:func:`edge.signal.features.attributes` — the same chain as :func:`trainer.data.load_dataset` — and
 returns :class:`trainer.data.EventArrays` with labels ``earthquake`` (``earthquake_local``,
 magnitude from ``source_magnitude``) and ``noise``.
 
@@ -42,7 +42,7 @@ geophone's.
 
 Bad rows never stop the run: a missing trace, NaN/inf in the data, an empty or invalid
 ``p_arrival_sample`` for an earthquake, a bad start time or magnitude, and preprocessing
-failures become :class:`SteadRowError` (a :class:`edge.dataset.RowError` with the CSV's
+failures become :class:`SteadRowError` (a :class:`edge.signal.dataset.RowError` with the CSV's
 1-based line number, header = 1, and the trace name). Rows outside ``categories`` or
 ``magnitude_types`` are not errors: they are simply not selected.
 """
@@ -58,10 +58,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
 
-from edge.dataset import RowError, csv_rows
-from edge.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features
-from edge.labels import CLASSES
-from edge.preprocess import PreprocessError, Window, WindowSpec, normalize, preprocess_stream
+from edge.signal.dataset import RowError, csv_rows
+from edge.signal.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features
+from edge.signal.labels import CLASSES
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, normalize, preprocess_stream
 from trainer.data import EventArrays
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def _noise_trigger(st: Stream, start: UTCDateTime, n: int, fs: float, spec: Wind
                    fixed_s: float | None) -> UTCDateTime:
     if fixed_s is not None:
         return start + fixed_s
-    from edge.trigger_pick import find_trigger
+    from edge.signal.picking import find_trigger
 
     lo = start + spec.pre_s + spec.margin_s
     hi = start + n / fs - (spec.length_s - spec.pre_s) - spec.margin_s

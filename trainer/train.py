@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.dataset import LABELS_FILE, DatasetError
-from edge.features import ATTRIBUTES
-from edge.labels import CLASSES, MAG_BIN_CENTRES, MAG_BIN_WIDTH, MAG_MAX, MAG_MIN, N_MAG_BINS
-from edge.preprocess import WindowSpec
-from edge.spectrogram import DEFAULT_NOVERLAP, DEFAULT_NPERSEG, spectrogram, spectrogram_shape
+from edge.signal.dataset import LABELS_FILE, DatasetError
+from edge.signal.features import ATTRIBUTES
+from edge.signal.labels import CLASSES, MAG_BIN_CENTRES, MAG_BIN_WIDTH, MAG_MAX, MAG_MIN, N_MAG_BINS
+from edge.signal.preprocess import WindowSpec
+from edge.signal.spectrogram import DEFAULT_NOVERLAP, DEFAULT_NPERSEG, spectrogram, spectrogram_shape
 from trainer.balance import balanced_order, smote_resample, stratified_split, stratified_subsample
 from trainer.data import EventArrays, dataset_description, load_dataset
 from trainer.predict_torch import predict_batches

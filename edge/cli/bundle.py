@@ -53,7 +53,7 @@ def parse_channels(text: str) -> tuple[str, ...]:
 
 
 def _bundle_path(arg: str | None):
-    from edge.bundle import DEFAULT_BUNDLE
+    from edge.model.bundle import DEFAULT_BUNDLE
 
     if arg:
         return arg, None
@@ -70,7 +70,7 @@ def _fail(args: argparse.Namespace, path, reason: str, code: str) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edge.bundle import BundleError, StationCompat, default_trusted_keys, load_trusted_keys, KEYS_DIR
+    from edge.model.bundle import BundleError, StationCompat, default_trusted_keys, load_trusted_keys, KEYS_DIR
 
     station = None
     if args.channels is not None or args.rate is not None:
@@ -88,7 +88,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if not keys:
         return _fail(args, path, f"no trusted public keys: {KEYS_DIR} holds no *.pub and no --pubkey "
                      "was given", "untrusted_key")
-    from edge.bundle import verify_bundle
+    from edge.model.bundle import verify_bundle
 
     try:
         vb = verify_bundle(path, keys, station=station, run_selftest=not args.no_selftest)
@@ -115,7 +115,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from edge.bundle import BundleError, inspect_bundle
+    from edge.model.bundle import BundleError, inspect_bundle
 
     path, missing = _bundle_path(args.bundle)
     if missing:

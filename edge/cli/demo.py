@@ -88,7 +88,7 @@ class _Printer:
 
 
 def _config(state: Path, host: str, port: int, speed: float, faults: str):
-    from edge.config import StationConfig
+    from edge.station.config import StationConfig
     from edge.demo import scenario_path, stations_path
 
     return StationConfig.from_dict({
@@ -161,7 +161,7 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from edge.daemon import Daemon, DaemonError
+    from edge.station.daemon import Daemon, DaemonError
     from edge.demo import load_scenario
 
     if args.speed <= 0:
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if args.broker:
         host, port = _broker_address(args.broker)
     else:
-        from edge.embedded_broker import Broker
+        from edge.demo.broker import Broker
 
         try:
             broker = Broker().start()

@@ -447,7 +447,7 @@ def subscriptions(prefix: str, stations: list[str]) -> list[str]:
 
 
 def _config(args: argparse.Namespace):
-    from edge.mqtt_link import MqttConfig
+    from edge.comms.mqtt_link import MqttConfig
 
     password = None
     if args.password_file:
@@ -473,8 +473,8 @@ def _config(args: argparse.Namespace):
 
 
 def _ssl_context(cfg: Any) -> ssl.SSLContext | None:
-    """:func:`edge.mqtt_link.tls_context`, its errors as one-line option errors."""
-    from edge.mqtt_link import tls_context
+    """:func:`edge.comms.mqtt_link.tls_context`, its errors as one-line option errors."""
+    from edge.comms.mqtt_link import tls_context
 
     try:
         return tls_context(cfg)

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from edge.batch_predict import BatchOptions
+    from edge.model.batch_predict import BatchOptions
 
     if args.station is not None:
         parts = args.station.split(".")
@@ -80,8 +80,8 @@ def _options(args: argparse.Namespace):
 
 
 def _load(args: argparse.Namespace):
-    from edge.bundle import BundleError
-    from edge.inference import EventClassifier
+    from edge.model.bundle import BundleError
+    from edge.model.inference import EventClassifier
 
     try:
         return EventClassifier.load(args.model, trusted_keys=args.pubkey, runtime=args.runtime,
@@ -112,7 +112,7 @@ def _table(summary, classes) -> str:
 def run(args: argparse.Namespace) -> int:
     opts = _options(args)
     clf = _load(args)
-    from edge.batch_predict import BatchPredictor
+    from edge.model.batch_predict import BatchPredictor
 
     def progress(done: int, classified: int, seconds: float) -> None:
         print(f"predict: {done} events ({classified} classified), {seconds:.1f} s",

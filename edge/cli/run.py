@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.config import ConfigError, example_config, load_config
+    from edge.station.config import ConfigError, example_config, load_config
 
     if args.print_example_config:
         print(example_config(), end="")
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    from edge.daemon import Daemon, DaemonError
-    from edge.outbox import OutboxError
+    from edge.station.daemon import Daemon, DaemonError
+    from edge.comms.outbox import OutboxError
 
     try:
         daemon = Daemon(config)

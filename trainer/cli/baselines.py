@@ -59,7 +59,7 @@ def _check_folder(kind: str, folder: str) -> Path:
 
 
 def _load(kind: str, folder: Path, use_cache: bool):
-    from edge.dataset import DatasetError
+    from edge.signal.dataset import DatasetError
     from trainer.data import load_dataset
 
     try:
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"--out {args.out}: cannot create: {exc}") from None
 
-    from edge.features import BOSSEA_FEATURES
+    from edge.signal.features import BOSSEA_FEATURES
     from trainer.baselines import LOG_FEATURES, PCA_VARIANCE, run_baselines
     from trainer.data import dataset_description
 

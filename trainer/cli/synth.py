@@ -19,7 +19,7 @@ def _balance(text: str):
     """``bossea``, ``equal`` or ``class=weight,...`` (argparse type)."""
     if text in ("bossea", "equal"):
         return text
-    from edge.labels import CLASSES
+    from edge.signal.labels import CLASSES
 
     weights = {}
     for item in text.split(","):

@@ -2,10 +2,10 @@
 
 Waveform models: ``forward(x (B, 3, n), log_peak (B, 1)) -> (class_logits (B, 4),
 mag_logits (B, 30))``; the spectrogram CNN: ``forward(spec (B, C, F, T)) -> class_logits``.
-Label constants and magnitude-bin helpers live in :mod:`edge.labels` (numpy only, shared
+Label constants and magnitude-bin helpers live in :mod:`edge.signal.labels` (numpy only, shared
 with the station) and are re-exported here.
 """
-from edge.labels import (
+from edge.signal.labels import (
     CLASSES,
     MAG_BIN_CENTRES,
     MAG_BIN_EDGES,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.labels import N_CLASSES, N_MAG_BINS
+from edge.signal.labels import N_CLASSES, N_MAG_BINS
 
 from .base import WaveformEventModel
 from .heads import LOG_PEAK_CENTER, LOG_PEAK_SCALE

@@ -2,12 +2,12 @@
 
 :class:`EventHeads` turns a pooled waveform embedding plus the amplitude scalar ``log_peak``
 (and optional extra scalar features) into ``class_logits`` and ``mag_logits``.
-:class:`AttributeHead` regresses hand-made attributes (``edge.features``) from the
+:class:`AttributeHead` regresses hand-made attributes (``edge.signal.features``) from the
 embedding alone, for self-supervised pre-training.
 :class:`ProbabilityModel` wraps a model so that it returns softmax probabilities (what the
 exported ONNX/TFLite graphs return).
 
-Class order and magnitude bins: :mod:`edge.labels`.
+Class order and magnitude bins: :mod:`edge.signal.labels`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.labels import N_CLASSES, N_MAG_BINS
+from edge.signal.labels import N_CLASSES, N_MAG_BINS
 
 from .layers import MCDropout
 

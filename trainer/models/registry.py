@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from edge.labels import N_CLASSES, N_MAG_BINS
+from edge.signal.labels import N_CLASSES, N_MAG_BINS
 
 from .cnn1d import CNN1d
 from .resnet_cbam import ResNet18CBAM1d

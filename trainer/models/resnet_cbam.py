@@ -1,9 +1,9 @@
 """Compact 1-D ResNet18-CBAM with residual shrinkage, for event class + magnitude.
 
-Input contract (:mod:`edge.preprocess`): ``x`` float32 (B, 3, 3000) -- Z, N, E at 250 Hz,
+Input contract (:mod:`edge.signal.preprocess`): ``x`` float32 (B, 3, 3000) -- Z, N, E at 250 Hz,
 12 s from 2 s before trigger-on, bandpassed and divided by its peak (|x| <= 1);
 ``log_peak`` float32 (B, 1) -- log10 of that peak in m/s. Outputs ``(class_logits (B, 4),
-mag_logits (B, 30))`` (:mod:`edge.labels`).
+mag_logits (B, 30))`` (:mod:`edge.signal.labels`).
 
 Architecture (default widths 16/32/48/64, kernel 7, ~0.23 M parameters)::
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.labels import N_CLASSES, N_MAG_BINS
+from edge.signal.labels import N_CLASSES, N_MAG_BINS
 
 from .base import WaveformEventModel
 from .heads import LOG_PEAK_CENTER, LOG_PEAK_SCALE
@@ -77,7 +77,7 @@ class ResNet18CBAM1d(WaveformEventModel):
     """1-D ResNet18 layout ([2, 2, 2, 2] basic blocks) with CBAM and residual shrinkage.
 
     Args:
-        n_classes: event classes (``len(edge.labels.CLASSES)`` = 4).
+        n_classes: event classes (``len(edge.signal.labels.CLASSES)`` = 4).
         n_mag_bins: magnitude bins (30).
         n_attributes: > 0 builds :attr:`pretrain_head` (:class:`AttributeHead`) for
             self-supervised attribute regression; 0 = none.

@@ -1,6 +1,6 @@
 """Spectrogram CNN of the Bossea cave study, kept as a comparison baseline.
 
-Input: the normalised log-power spectrogram image of :func:`edge.spectrogram.spectrogram`,
+Input: the normalised log-power spectrogram image of :func:`edge.signal.spectrogram.spectrogram`,
 float32 (B, C, F, T) -- by default (B, 3, 65, 45) for 3 x 3000 samples at 250 Hz (1 channel
 works too: ``in_channels=1``). Output: **class logits only** (B, n_classes); this baseline
 has no magnitude head and does not use ``log_peak`` (the study classified events only).
@@ -11,7 +11,7 @@ Architecture::
     flatten -> MCDropout -> FC 256 ReLU -> MCDropout -> FC 64 ReLU -> FC n_classes
 
 The flatten size depends on (F, T), so the image size is a constructor argument
-(``input_shape=(C, F, T)``); use :func:`edge.spectrogram.spectrogram_shape` to get it.
+(``input_shape=(C, F, T)``); use :func:`edge.signal.spectrogram.spectrogram_shape` to get it.
 """
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.labels import N_CLASSES
+from edge.signal.labels import N_CLASSES
 
 from .layers import MCDropout
 
 __all__ = ["SpectrogramCNN", "DEFAULT_SPEC_SHAPE"]
 
-#: (C, F, T) of edge.spectrogram.spectrogram for (3, 3000) at 250 Hz with the defaults.
+#: (C, F, T) of edge.signal.spectrogram.spectrogram for (3, 3000) at 250 Hz with the defaults.
 DEFAULT_SPEC_SHAPE = (3, 65, 45)
 
 

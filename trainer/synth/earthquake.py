@@ -23,7 +23,7 @@ For magnitude ``M`` at hypocentral distance ``r``:
   S coda (30-60 %) on the vertical.
 
 The absolute amplitude here is the Brune prediction; the generator then rescales the event so
-that :func:`edge.magnitude.local_magnitude` of its horizontals equals ``M`` exactly (the ML
+that :func:`edge.signal.magnitude.local_magnitude` of its horizontals equals ``M`` exactly (the ML
 scale is the label's definition) and records the Brune/ML ratio in ``truth.csv``.
 """
 from __future__ import annotations

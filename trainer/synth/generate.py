@@ -18,7 +18,7 @@ Record of event ``i``:
 
 Earthquakes: magnitude ``M`` (uniform or Gutenberg-Richter), hypocentral distance with
 density ~ r; the Brune waveform is scaled by ``10**(M - ML)`` where ``ML`` is
-:func:`edge.magnitude.local_magnitude` of its horizontals *placed in the final record*, so
+:func:`edge.signal.magnitude.local_magnitude` of its horizontals *placed in the final record*, so
 the label is exactly the ML of the noise-free ground motion. A draw whose SNR falls below the
 minimum SNR (undetectable) or whose peak would exceed 80 % of the ADC range is redrawn
 (distance and noise level), which gives the catalogue a realistic detection threshold.
@@ -134,7 +134,7 @@ def _place(sig: np.ndarray, n_pre: int, n_total: int) -> np.ndarray:
 
 
 def _earthquake(rng: np.random.Generator, cfg: SynthConfig, sens: float) -> tuple[Source, float, float, float, tuple[int, int], dict]:
-    from edge.magnitude import local_magnitude
+    from edge.signal.magnitude import local_magnitude
 
     fs = cfg.sampling_rate
     mag = _draw_magnitude(rng, cfg)

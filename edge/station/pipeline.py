@@ -4,11 +4,11 @@
           -> StreamingTrigger (stateful bandpass + ObsPy's C STA/LTA, coincidence)
              trigger on  -> ``new`` message at once (the early alert)
              trigger off -> wait until the window's data is in -> cut (pre 2 s, post 4 s
-                            after off, capped) -> preprocess (edge.preprocess, the code the
+                            after off, capped) -> preprocess (edge.signal.preprocess, the code the
                             model was trained with) -> bundle model (MC-dropout) -> ML
                             (Wood-Anderson, S-P distance) -> ``end`` message -> snippet
 
-:class:`EventPipeline` is driven by :mod:`edge.daemon` (live) and by tests and benchmarks
+:class:`EventPipeline` is driven by :mod:`edge.station.daemon` (live) and by tests and benchmarks
 (replays) alike; it hands messages to a :class:`Publisher`.
 """
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any, Callable, Protocol
 
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.event_magnitude import event_ml
-from edge.inference import EventClassifier
-from edge.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
-from edge.preprocess import PreprocessError, preprocess_stream
-from edge.ring_buffer import RingBuffers
-from edge.station_input import Chunk
+from edge.station.event_magnitude import event_ml
+from edge.model.inference import EventClassifier
+from edge.comms.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
+from edge.signal.preprocess import PreprocessError, preprocess_stream
+from edge.station.ring_buffer import RingBuffers
+from edge.station.input import Chunk
 
 __all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline"]
 
@@ -86,11 +86,11 @@ class EventPipeline:
 
     Args:
         station: ``NET.STA``.
-        trigger: a :class:`edge.stream_trigger.StreamingTrigger`.
-        classifier: the loaded bundle (:class:`edge.inference.EventClassifier`).
+        trigger: a :class:`edge.trigger.stream.StreamingTrigger`.
+        classifier: the loaded bundle (:class:`edge.model.inference.EventClassifier`).
         publisher: receives the messages.
         settings: :class:`EventSettings`.
-        archive: optional :class:`edge.archive.SdsArchive` (raw data and snippets).
+        archive: optional :class:`edge.station.archive.SdsArchive` (raw data and snippets).
         buffer_s: ring buffer length (s); must exceed the longest event + pre + margins.
         clock: wall clock (``time.time``).
     """
@@ -285,7 +285,7 @@ class EventPipeline:
     def _sensitivity(self, st: Stream) -> float | dict[str, float] | None:
         s = self.settings
         if s.inventory is not None:
-            from edge.dataset import sensitivity_for
+            from edge.signal.dataset import sensitivity_for
 
             out = {}
             for tr in st:

@@ -55,7 +55,7 @@ def iso_utc(t: Any) -> str:
 
 def event_id(station: str, trigger_on: Any) -> str:
     """Stable event id from the station and the trigger-on time, e.g.
-    ``XX.S1-20260501T120003.125000Z`` (same format as :func:`edge.pipeline.event_id`)."""
+    ``XX.S1-20260501T120003.125000Z`` (same format as :func:`edge.station.pipeline.event_id`)."""
     if not station:
         raise ValueError("station must not be empty")
     return f"{station}-{_as_datetime(trigger_on).strftime('%Y%m%dT%H%M%S.%fZ')}"

@@ -1,7 +1,7 @@
 """Run a TFLite model on the station (LiteRT): named float inputs in, named float outputs out.
 
-:class:`TfliteRunner` has the interface of :class:`edge.inference.OnnxRunner` (``input_names``,
-``output_names``, ``run(inputs) -> dict``), so :class:`edge.inference.WindowPredictor` runs a
+:class:`TfliteRunner` has the interface of :class:`edge.model.inference.OnnxRunner` (``input_names``,
+``output_names``, ``run(inputs) -> dict``), so :class:`edge.model.inference.WindowPredictor` runs a
 TFLite graph exactly as it runs an ONNX one:
 
 * names are the model's first signature's input/output names (``x``, ``log_peak``, ``noise``

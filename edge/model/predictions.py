@@ -1,5 +1,5 @@
 """Summary of Monte-Carlo-dropout passes: mean probabilities, predicted class, uncertainty and
-magnitude -- numpy only, shared by the station (:mod:`edge.inference`) and the trainer
+magnitude -- numpy only, shared by the station (:mod:`edge.model.inference`) and the trainer
 (:mod:`trainer.predict_torch`), so both report the same numbers from the same samples.
 
 Uncertainty (all divided by ``log(C)``, C = number of classes, so they lie in [0, 1]):
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.labels import MAG_BIN_CENTRES, N_MAG_BINS
+from edge.signal.labels import MAG_BIN_CENTRES, N_MAG_BINS
 
 __all__ = ["Predictions", "predictions_from_samples", "normalized_entropy"]
 

@@ -1,5 +1,5 @@
 """Physical local magnitude of one event on the station: S-P picks (ObsPy's AR-AIC picker)
--> hypocentral distance -> Wood-Anderson ML (Hutton & Boore 1987, :mod:`edge.magnitude`).
+-> hypocentral distance -> Wood-Anderson ML (Hutton & Boore 1987, :mod:`edge.signal.magnitude`).
 
 Returns a value or ``None`` with a ``reason`` -- the ``magnitude.ml`` / ``magnitude.reason``
 fields of an ``end`` message -- never raises on data it cannot use.
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.magnitude import VP_KM_S, VS_KM_S, hypocentral_distance_km, local_magnitude, station_magnitude
+from edge.signal.magnitude import VP_KM_S, VS_KM_S, hypocentral_distance_km, local_magnitude, station_magnitude
 
 __all__ = ["MagnitudeResult", "pick_p_s", "event_ml"]
 

@@ -3,7 +3,7 @@ which the daemon cuts event windows as ObsPy ``Stream`` s.
 
 Each channel keeps one contiguous run of samples: a gap (or a restart, or a time jump) starts
 the buffer again at the new time, so a cut window never bridges a gap with invented samples
-(:func:`edge.preprocess.preprocess_stream` treats the missing part as a gap).
+(:func:`edge.signal.preprocess.preprocess_stream` treats the missing part as a gap).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ the learned magnitude -- on the station's lean runtime (ONNX Runtime, or LiteRT 
 A bundle's graph takes ``x`` (B, 3, n) normalised waveforms, ``log_peak`` (B, 1) and, with
 MC-dropout (``mc_dropout.how = "noise_input"``), ``noise`` (B, D) uniform [0, 1): each of the
 ``passes`` forward passes gets a fresh noise draw (from a seeded generator, so the same
-event gives the same numbers), and :func:`edge.predictions.predictions_from_samples`
+event gives the same numbers), and :func:`edge.model.predictions.predictions_from_samples`
 summarises them exactly as the trainer does.
 
 No torch here.
@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
 
-from edge.bundle import (
+from edge.model.bundle import (
     DEFAULT_BUNDLE,
     BundleError,
     ModelFile,
@@ -36,8 +36,8 @@ from edge.bundle import (
     open_onnx_session,
     verify_bundle,
 )
-from edge.predictions import Predictions, predictions_from_samples
-from edge.preprocess import Window, WindowSpec, normalize
+from edge.model.predictions import Predictions, predictions_from_samples
+from edge.signal.preprocess import Window, WindowSpec, normalize
 
 __all__ = ["ModelRunner", "OnnxRunner", "WindowPredictor", "EventClassifier", "ModelInfo", "RUNTIMES",
            "select_model_file"]
@@ -88,7 +88,7 @@ def select_model_file(bundle: VerifiedBundle, runtime: str = "onnx") -> ModelFil
 def _make_runner(body: bytes, fmt: str, threads: int) -> ModelRunner:
     if fmt == "onnx":
         return OnnxRunner(body, threads=threads)
-    from edge.tflite_runner import TfliteRunner  # ai-edge-litert / tflite-runtime, optional
+    from edge.model.tflite import TfliteRunner  # ai-edge-litert / tflite-runtime, optional
 
     return TfliteRunner(body, threads=threads)
 
@@ -183,7 +183,7 @@ class EventClassifier:
     """Classify preprocessed event windows with a verified bundle.
 
     Args:
-        bundle: a :class:`~edge.bundle.VerifiedBundle` (never an unverified file).
+        bundle: a :class:`~edge.model.bundle.VerifiedBundle` (never an unverified file).
         runtime: ``"onnx"`` (default) or ``"tflite"``.
         threads: intra-op threads of the runtime (1 on a station: one core for the model).
         mc_passes: MC-dropout passes; ``None`` = the bundle's ``mc_dropout.passes``.
@@ -224,7 +224,7 @@ class EventClassifier:
              station: StationCompat | None = None, **kw: Any) -> "EventClassifier":
         """Verify the bundle at ``path`` (default: the shipped ``edge/models/default.msb``)
         against ``trusted_keys`` (default: the shipped ``edge/keys/*.pub``) and the
-        station's channels/rate, then load it. Raises :class:`~edge.bundle.BundleError`."""
+        station's channels/rate, then load it. Raises :class:`~edge.model.bundle.BundleError`."""
         path = Path(path) if path else DEFAULT_BUNDLE
         if not path.is_file():
             hint = (" (the shipped default bundle is missing: reinstall the package or pass "
@@ -241,7 +241,7 @@ class EventClassifier:
         return self.predictor.predict(x, log_peak)
 
     def predict_window(self, window: Window) -> Predictions:
-        """One preprocessed :class:`~edge.preprocess.Window` -> one-row :class:`Predictions`."""
+        """One preprocessed :class:`~edge.signal.preprocess.Window` -> one-row :class:`Predictions`."""
         x, log_peak = normalize(window.data)
         return self.predict(x[None], np.array([log_peak], np.float32))
 

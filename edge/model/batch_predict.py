@@ -5,7 +5,7 @@ Inputs (:func:`expand_inputs`):
 
 * a **dataset folder** (holds ``labels.csv``, ``shared/spec/dataset.md``): one row per
   ``labels.csv`` row, in file order; the label's ``trigger_time`` is used
-  (``trigger_source = "label"``) and picked with :func:`edge.trigger_pick.pick_trigger` when
+  (``trigger_source = "label"``) and picked with :func:`edge.signal.picking.pick_trigger` when
   empty (``"picked"``); the folder's ``stations.xml`` calibrates to m/s unless
   ``--sensitivity``/``--stationxml`` say otherwise;
 * **loose waveform files** (any format ``obspy.read`` opens) and **directories** of them
@@ -15,8 +15,8 @@ Inputs (:func:`expand_inputs`):
   so ``ev.BHZ.SAC ev.BHN.SAC ev.BHE.SAC`` make one event. The trigger is picked on Z
   (``trigger_source = "picked"``).
 
-Every event is cut and filtered by :func:`edge.preprocess.preprocess_stream` with the
-bundle's window contract and classified by :class:`edge.inference.EventClassifier`, many
+Every event is cut and filtered by :func:`edge.signal.preprocess.preprocess_stream` with the
+bundle's window contract and classified by :class:`edge.model.inference.EventClassifier`, many
 windows per model call. Each window gets the MC-dropout noise that
 :meth:`EventClassifier.predict_window` gives it (window index 0), so an event's numbers do
 not depend on which other files were in the batch and equal what the station daemon reports.
@@ -40,7 +40,7 @@ import numpy as np
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.dataset import (
+from edge.signal.dataset import (
     LABELS_FILE,
     DatasetError,
     LabeledEvent,
@@ -50,9 +50,9 @@ from edge.dataset import (
     read_stations,
     sensitivity_for,
 )
-from edge.inference import EventClassifier
-from edge.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
-from edge.trigger_pick import TriggerPick, pick_trigger
+from edge.model.inference import EventClassifier
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
+from edge.signal.picking import TriggerPick, pick_trigger
 
 __all__ = [
     "BatchOptions",

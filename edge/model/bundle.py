@@ -110,7 +110,7 @@ MAX_ENTRIES = 32
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_SIGNATURE_BYTES = 4096
 
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parent.parent  # the edge package (models/, keys/)
 #: The shipped default bundle (``microseis bundle verify`` with no BUNDLE).
 DEFAULT_BUNDLE = _PKG / "models" / "default.msb"
 #: Public keys the station trusts by default: the project key's public half, ``*.pub``.
@@ -123,7 +123,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 _COMPONENT_ALIASES = {"Z": "Z", "N": "N", "E": "E", "1": "N", "2": "E"}
-_MAX_RESAMPLE_FACTOR = 1000  # as edge.preprocess.MAX_RESAMPLE_FACTOR
+_MAX_RESAMPLE_FACTOR = 1000  # as edge.signal.preprocess.MAX_RESAMPLE_FACTOR
 
 _INPUT_KINDS = ("waveform", "log_peak", "spectrogram", "scalars", "noise", "other")
 _OUTPUT_KINDS = ("class_probs", "class_logits", "mag_probs", "mag_logits", "other")
@@ -248,7 +248,7 @@ class ModelFile:
 @dataclass(frozen=True)
 class InputSpec:
     """What the station must feed: channel order, sampling rate, window length and the
-    preprocessing (``window``: :meth:`edge.preprocess.WindowSpec.to_dict`)."""
+    preprocessing (``window``: :meth:`edge.signal.preprocess.WindowSpec.to_dict`)."""
 
     channels: tuple[str, ...]
     sampling_rate: float
@@ -593,7 +593,7 @@ def _parse_manifest(d: Any) -> Manifest:
 class StationCompat:
     """What a station can feed a model: its components and the sampling rate its digitizer
     delivers. ``None`` skips that check. A station whose rate is *higher* than the model's
-    may downsample to it (``allow_downsample``, as :func:`edge.preprocess.preprocess_stream`
+    may downsample to it (``allow_downsample``, as :func:`edge.signal.preprocess.preprocess_stream`
     does); a lower rate cannot make up the missing band and is refused. ``classes``, when
     given, must equal the model's classes (for stations whose consumers rely on them)."""
 
@@ -888,12 +888,12 @@ def _parse_signature(raw: bytes) -> tuple[str, bytes]:
 
 
 def _check_window(manifest: Manifest, notes: list[str]) -> None:
-    """The manifest's window must be a valid :class:`~edge.preprocess.WindowSpec` of this
+    """The manifest's window must be a valid :class:`~edge.signal.preprocess.WindowSpec` of this
     station's preprocessing contract (unknown keys: a newer contract -> refused)."""
     try:
-        from edge.preprocess import WindowSpec
+        from edge.signal.preprocess import WindowSpec
     except ImportError as exc:  # a link-only install without obspy/scipy
-        notes.append(f"window spec not checked (edge.preprocess unavailable: {exc})")
+        notes.append(f"window spec not checked (edge.signal.preprocess unavailable: {exc})")
         return
     try:
         spec = WindowSpec.from_dict(manifest.input.window)

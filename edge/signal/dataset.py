@@ -21,7 +21,7 @@ Row errors and their exact messages (``RowError.message``):
 * ``station NET.STA not in file (has A.B, C.D)``
 * ``several stations in file (A.B, C.D); fill the station column``
 * ``no Z component (channels: ...)``
-* and, when loading, any :class:`~edge.preprocess.PreprocessError`, trigger-pick or
+* and, when loading, any :class:`~edge.signal.preprocess.PreprocessError`, trigger-pick or
   instrument-response message.
 
 Several problems of one row's *text* are joined with ``"; "``; the file is only checked
@@ -40,8 +40,8 @@ from typing import Callable, Iterable, Iterator
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.preprocess import PreprocessError, Window, WindowSpec, component_of, preprocess_stream
-from edge.trigger_pick import find_trigger
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, preprocess_stream
+from edge.signal.picking import find_trigger
 
 __all__ = [
     "DatasetError",
@@ -345,7 +345,7 @@ def load_event(
         row: a row from :func:`read_labels`.
         spec: the window contract (default :class:`WindowSpec()`).
         trigger_finder: ``f(stream) -> UTCDateTime`` used when the row has no trigger time;
-            default :func:`edge.trigger_pick.find_trigger` (STA/LTA on Z).
+            default :func:`edge.signal.picking.find_trigger` (STA/LTA on Z).
         inventory: when given, data are divided by :func:`sensitivity_for` each channel
             (window units m/s); otherwise they stay in counts.
 

@@ -1,5 +1,5 @@
 """The station's MQTT link (``shared/spec/mqtt.md``, interface version 1): availability with a
-Last Will, event messages through the durable :class:`edge.outbox.Outbox`, retained health and
+Last Will, event messages through the durable :class:`edge.comms.outbox.Outbox`, retained health and
 model state, commands and pushed model bundles.
 
 Topics (``{base}`` = ``{prefix}/{station}``)::
@@ -66,8 +66,8 @@ from typing import Any, Callable, Mapping
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edge.messages import CommandResponse, dumps
-from edge.outbox import Outbox, OutboxError
+from edge.comms.messages import CommandResponse, dumps
+from edge.comms.outbox import Outbox, OutboxError
 
 __all__ = ["MqttConfig", "MqttLink", "Topics"]
 

@@ -1,4 +1,4 @@
-"""``microseis run``: the station daemon -- source -> :class:`edge.pipeline.EventPipeline` ->
+"""``microseis run``: the station daemon -- source -> :class:`edge.station.pipeline.EventPipeline` ->
 MQTT (durable outbox) -- with health, model updates over MQTT, commands, the archive and the
 systemd watchdog.
 
@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterator
 
 from obspy import UTCDateTime
 
-from edge.bundle import BundleError, StationCompat, install_bundle, rollback
-from edge.inference import EventClassifier
-from edge.messages import Health, ModelState, iso_utc
-from edge.pipeline import EventPipeline, EventSettings
-from edge.sd_notify import Notifier
-from edge.station_input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
+from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
+from edge.model.inference import EventClassifier
+from edge.comms.messages import Health, ModelState, iso_utc
+from edge.station.pipeline import EventPipeline, EventSettings
+from edge.station.sd_notify import Notifier
+from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 
 __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 
@@ -68,7 +68,7 @@ class ProcessStats:
 
 
 class _LinkPublisher:
-    """Adapts the MQTT link to the pipeline's :class:`~edge.pipeline.Publisher`."""
+    """Adapts the MQTT link to the pipeline's :class:`~edge.station.pipeline.Publisher`."""
 
     def __init__(self, link, on_end: Callable[[dict], None] | None = None) -> None:
         self.link = link
@@ -87,7 +87,7 @@ class Daemon:
     """The station. ``Daemon(config).run()`` until SIGTERM/SIGINT or :meth:`stop`.
 
     Args:
-        config: :class:`edge.config.StationConfig`.
+        config: :class:`edge.station.config.StationConfig`.
         source: optional iterator of chunks/notes replacing the configured source (tests,
             ``microseis demo``).
         on_end: called with every ``end`` message (``demo`` prints them).
@@ -115,7 +115,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
-        from edge.bundle import default_trusted_keys, load_trusted_keys
+        from edge.model.bundle import default_trusted_keys, load_trusted_keys
 
         keys = self.config.model.trusted_keys
         return load_trusted_keys(keys) if keys else default_trusted_keys()
@@ -131,7 +131,7 @@ class Daemon:
                                     runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
 
     def _load_classifier(self) -> EventClassifier:
-        from edge.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
+        from edge.model.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
 
         m = self.config.model
         path = m.bundle or None
@@ -144,9 +144,9 @@ class Daemon:
             raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
 
     def _setup(self) -> None:
-        from edge.outbox import Outbox
-        from edge.mqtt_link import MqttLink
-        from edge.stream_trigger import StreamingTrigger
+        from edge.comms.outbox import Outbox
+        from edge.comms.mqtt_link import MqttLink
+        from edge.trigger.stream import StreamingTrigger
 
         cfg = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ class Daemon:
                                  vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
         self.archive = None
         if cfg.archive.enabled:
-            from edge.archive import SdsArchive
+            from edge.station.archive import SdsArchive
 
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
                                       retention_days=cfg.archive.retention_days,
@@ -179,7 +179,7 @@ class Daemon:
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
         else:
-            from edge.mqtt_link import Topics
+            from edge.comms.mqtt_link import Topics
 
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
@@ -340,7 +340,7 @@ class Daemon:
     def _switch_model(self, model_dir: Path, message: str) -> None:
         """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
         pipeline runs from the next event on."""
-        from edge.bundle import INSTALLED_BUNDLE_NAME
+        from edge.model.bundle import INSTALLED_BUNDLE_NAME
 
         self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
         self.pipeline.classifier = self.classifier
@@ -374,7 +374,7 @@ class Daemon:
                 self._publish_model()
                 data = {"model": prev.name}
             elif name == "reload":
-                from edge.config import load_config
+                from edge.station.config import load_config
 
                 new = load_config(self.config.source_path) if getattr(self.config, "source_path", None) else None
                 if new is not None:
@@ -401,7 +401,7 @@ class _OfflinePublisher:
         log.info("new %s (offline)", msg["id"])
 
     def event_end(self, msg: dict[str, Any]) -> None:
-        from edge.messages import dumps
+        from edge.comms.messages import dumps
 
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:

@@ -30,7 +30,7 @@ from obspy import Stream, UTCDateTime
 from obspy.signal.filter import bandpass, highpass
 from obspy.signal.trigger import recursive_sta_lta
 
-from edge.preprocess import PreprocessError, component_of
+from edge.signal.preprocess import PreprocessError, component_of
 
 __all__ = ["TriggerPick", "TriggerPickConfig", "TriggerPickError", "find_trigger", "pick_trigger"]
 

@@ -1,6 +1,6 @@
 """Hand-made features of a preprocessed window (numpy/scipy only; no obspy, no torch).
 
-Inputs are a :class:`edge.preprocess.Window` (anything with ``data`` (n_comp, n) and
+Inputs are a :class:`edge.signal.preprocess.Window` (anything with ``data`` (n_comp, n) and
 ``sampling_rate``), or a plain array plus ``sampling_rate`` in Hz. Amplitudes are in the
 window's units (m/s, or counts when no sensitivity was known).
 
@@ -45,7 +45,7 @@ window with a non-zero Z (all divisions guarded):
 * ``rms_n_over_z``, ``rms_e_over_z``: rms of N (E) over rms of Z; 0 when that component is
   absent or the window has no such row.
 * ``log10_peak``: ``log10(max |data|)`` over all components (the scalar fed to the model
-  next to the normalized waveform, see ``edge.preprocess.normalize``).
+  next to the normalized waveform, see ``edge.signal.preprocess.normalize``).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ import numpy as np
 from scipy.signal import hilbert
 
 if TYPE_CHECKING:  # only for the type hints; keeps this module free of obspy at runtime
-    from edge.preprocess import Window
+    from edge.signal.preprocess import Window
 
 __all__ = [
     "ATTRIBUTES",

@@ -9,14 +9,14 @@ Every problem is reported with the file, the key path and what is wrong, e.g.::
 All problems found are reported at once (one line each) in a :class:`ConfigError`.
 
 Sections: ``[station] [source] [trigger] [event] [model] [magnitude] [mqtt] [archive]
-[health] [state]``. ``[trigger]`` is :class:`edge.stream_trigger.TriggerConfig` and
-``[mqtt]`` is :class:`edge.mqtt_link.MqttConfig` plus ``enabled`` and ``password_file``;
+[health] [state]``. ``[trigger]`` is :class:`edge.trigger.stream.TriggerConfig` and
+``[mqtt]`` is :class:`edge.comms.mqtt_link.MqttConfig` plus ``enabled`` and ``password_file``;
 both are imported only when needed. Relative paths in the file resolve against the folder of
 the file. TOML has no null: a key whose default is "unset" (``None``) is left out.
 
-``python -m edge.config example`` prints the commented example (every key with its
-default), ``python -m edge.config reference`` the Markdown key reference and
-``python -m edge.config check FILE`` validates a file.
+``python -m edge.station.config example`` prints the commented example (every key with its
+default), ``python -m edge.station.config reference`` the Markdown key reference and
+``python -m edge.station.config check FILE`` validates a file.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ __all__ = [
     "reference_markdown",
 ]
 
-_PKG = Path(__file__).resolve().parent
-#: the shipped default model bundle and trusted public keys (same as :mod:`edge.bundle`)
+_PKG = Path(__file__).resolve().parent.parent  # the edge package (models/, keys/)
+#: the shipped default model bundle and trusted public keys (same as :mod:`edge.model.bundle`)
 DEFAULT_BUNDLE = _PKG / "models" / "default.msb"
 KEYS_DIR = _PKG / "keys"
 
@@ -330,7 +330,7 @@ class StateConfig:
 # example_config() and reference_markdown(); a test checks that every field has a doc.
 TRIGGER_DOCS: dict[str, str] = {
     "method": "characteristic function: \"recstalta\" (recursive STA/LTA) or another method "
-              "edge.stream_trigger supports",
+              "edge.trigger.stream supports",
     "sta_s": "short-term average window (s)",
     "lta_s": "long-term average window (s)",
     "on": "STA/LTA ratio that turns the trigger on",
@@ -378,13 +378,13 @@ MQTT_PATH_KEYS = ("tls_ca", "tls_cert", "tls_key")
 
 
 def _trigger_cls() -> type:
-    from edge.stream_trigger import TriggerConfig
+    from edge.trigger.stream import TriggerConfig
 
     return TriggerConfig
 
 
 def _mqtt_cls() -> type:
-    from edge.mqtt_link import MqttConfig
+    from edge.comms.mqtt_link import MqttConfig
 
     return MqttConfig
 
@@ -393,7 +393,7 @@ _MQTT_SETTINGS: list[type] = []
 
 
 def mqtt_settings_cls() -> type:
-    """``MqttSettings``: :class:`edge.mqtt_link.MqttConfig` plus ``enabled`` and
+    """``MqttSettings``: :class:`edge.comms.mqtt_link.MqttConfig` plus ``enabled`` and
     ``password_file`` (a subclass, so it goes wherever a ``MqttConfig`` goes). Made on first
     use, so that importing this module does not import the MQTT client."""
     if not _MQTT_SETTINGS:
@@ -404,7 +404,7 @@ def mqtt_settings_cls() -> type:
             [("enabled", bool, _f(True, MQTT_EXTRA_DOCS["enabled"])),
              ("password_file", str, _f("", MQTT_EXTRA_DOCS["password_file"], path=True))],
             bases=(base,), frozen=bool(params and params.frozen), namespace={"__module__": __name__})
-        cls.__doc__ = ("``[mqtt]``: the broker connection (edge.mqtt_link.MqttConfig) plus "
+        cls.__doc__ = ("``[mqtt]``: the broker connection (edge.comms.mqtt_link.MqttConfig) plus "
                        "``enabled`` and ``password_file``; when ``password_file`` is set, "
                        "``password`` holds the file's content.")
         _MQTT_SETTINGS.append(cls)
@@ -417,7 +417,7 @@ class StationConfig:
 
     station: StationSection = field(default_factory=StationSection)
     source: SourceConfig = field(default_factory=SourceConfig)
-    trigger: Any = field(default_factory=lambda: _trigger_cls()())  # edge.stream_trigger.TriggerConfig
+    trigger: Any = field(default_factory=lambda: _trigger_cls()())  # edge.trigger.stream.TriggerConfig
     event: EventConfig = field(default_factory=EventConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     magnitude: MagnitudeConfig = field(default_factory=MagnitudeConfig)
@@ -493,11 +493,11 @@ def _sections() -> list[tuple[str, type, str]]:
     return [
         ("station", StationSection, "who this station is and what the digitizer records"),
         ("source", SourceConfig, "where the samples come from"),
-        ("trigger", _trigger_cls(), "the streaming STA/LTA trigger (edge.stream_trigger.TriggerConfig)"),
+        ("trigger", _trigger_cls(), "the streaming STA/LTA trigger (edge.trigger.stream.TriggerConfig)"),
         ("event", EventConfig, "the waveform window cut around a trigger and classified"),
         ("model", ModelConfig, "the classifier bundle and how it runs"),
         ("magnitude", MagnitudeConfig, "the station response for the physical local magnitude ML"),
-        ("mqtt", mqtt_settings_cls(), "the broker connection (edge.mqtt_link.MqttConfig) and two station keys"),
+        ("mqtt", mqtt_settings_cls(), "the broker connection (edge.comms.mqtt_link.MqttConfig) and two station keys"),
         ("archive", ArchiveConfig, "raw counts as MiniSEED (SDS tree) and event snippets"),
         ("health", HealthConfig, "the retained health message"),
         ("state", StateConfig, "where the station keeps what must survive a restart"),
@@ -826,7 +826,7 @@ def example_config() -> str:
         "# microseis-edge station configuration (TOML). Every key is shown with its default;",
         "# delete what you do not change. Keys commented out are unset by default (TOML has no",
         "# null). Relative paths resolve against the folder of this file.",
-        "# Check a file with: python -m edge.config check /etc/microseis/config.toml",
+        "# Check a file with: python -m edge.station.config check /etc/microseis/config.toml",
     ]
     for name, cls, desc in _sections():
         out += ["", f"# {desc}", f"[{name}]"]
@@ -868,7 +868,7 @@ def reference_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edge.config example|reference|check FILE``."""
+    """``python -m edge.station.config example|reference|check FILE``."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["example"]:
         sys.stdout.write(example_config())
@@ -884,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args[1]}: ok")
         return 0
-    print("usage: python -m edge.config example | reference | check FILE", file=sys.stderr)
+    print("usage: python -m edge.station.config example | reference | check FILE", file=sys.stderr)
     return 2
 
 

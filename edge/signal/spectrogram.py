@@ -1,7 +1,7 @@
 """Log-power spectrogram images for the spectrogram-CNN baseline (Bossea cave study).
 
 numpy/scipy only, so the trainer and the station compute the model input with the same code.
-Input is the preprocessed window of :mod:`edge.preprocess` (3 x 3000 samples at 250 Hz,
+Input is the preprocessed window of :mod:`edge.signal.preprocess` (3 x 3000 samples at 250 Hz,
 already divided by its peak). Per component:
 
 1. ``scipy.signal.spectrogram`` with a Hann window of ``nperseg`` samples (128 = 0.512 s),

@@ -1,0 +1,2 @@
+"""The station daemon: configuration, input (serial, replay), ring buffers, event pipeline,
+event magnitude, MiniSEED archive and systemd notification."""
