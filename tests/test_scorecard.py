@@ -15,7 +15,13 @@ import pytest
 from edge.comms.messages import EventEnd, Magnitude, ModelRef, event_id, iso_utc
 from edge.signal.magnitude import VP_KM_S, VS_KM_S
 from edge.station.scorecard import (
-    AlertError, CatalogError, MatchRule, alerts_from_dicts, parse_time, read_alerts, read_catalog,
+    AlertError,
+    CatalogError,
+    MatchRule,
+    alerts_from_dicts,
+    parse_time,
+    read_alerts,
+    read_catalog,
     score,
 )
 
@@ -253,6 +259,7 @@ def test_per_site_scores(tmp_path):
     # S2's fracture at 100 s is missed although S1 alerted at that time
     assert s2["recall"]["fracture"] == 0.0 and s2["recall"]["rockfall"] == 1.0
     assert s2["false_alerts_per_hour"] == pytest.approx(1 / 1)
+    assert s1["f1"]["rockfall"] is None and s1["precision"]["rockfall"] is None  # none there
     assert d["recall"]["fracture"] == pytest.approx(1 / 2) and d["recall"]["earthquake"] is None
     assert d["false_alerts_per_hour"] == pytest.approx(3 / 5)
     assert d["worst_site"]["recall"]["fracture"] == 0.0

@@ -24,7 +24,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -35,7 +35,7 @@ from edge.signal.magnitude import s_minus_p_s
 
 __all__ = [
     "NOISE", "DEFAULT_TOL_S", "DEFAULT_DURATION_S", "QUAKE_SP_DEFAULT_S", "QUAKE_CODA_S",
-    "ScorecardError", "CatalogError", "AlertError", "parse_time", "format_time",
+    "ScorecardError", "CatalogError", "AlertError", "parse_time",
     "CatalogEvent", "read_catalog", "Alert", "read_alerts", "alerts_from_dicts", "MatchRule",
     "EventMatch", "MatchResult", "match", "SiteScore", "Scorecard", "score", "site_matches",
 ]
@@ -99,11 +99,6 @@ def parse_time(text: str) -> float:
             raise ValueError(f"{text!r} is not an ISO time")
         t -= (1 if tz[0] == "+" else -1) * (hh * 3600 + mm * 60)
     return t
-
-
-def format_time(t: float) -> str:
-    """POSIX seconds -> ``2026-05-01T12:00:03.125000Z``."""
-    return (_EPOCH + timedelta(microseconds=round(t * 1e6))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def site_matches(site: str, station: str) -> bool:
@@ -193,7 +188,7 @@ def read_catalog(path: str | Path, classes: Sequence[str] = CLASSES) -> list[Cat
     out: list[CatalogEvent] = []
     seen: dict[tuple, int] = {}
     for line, row in rows[1:]:
-        def bad(msg: str) -> CatalogError:
+        def bad(msg: str, line: int = line) -> CatalogError:
             return CatalogError(f"{name} line {line}: {msg}")
         if line > _MAX_LINE:
             raise bad(f"more than {_MAX_LINE} lines")
@@ -473,8 +468,8 @@ def _class_metrics(pairs: list[tuple[str, str]], classes: Sequence[str]) -> dict
     return {
         "n": len(pairs),
         "macro_f1": float(f1[present].mean()) if present.any() else None,
-        "f1": {c: float(f1[i]) for i, c in enumerate(classes)},
-        "precision": {c: float(prec[i]) for i, c in enumerate(classes)},
+        "f1": {c: float(f1[i]) if support[i] or predicted[i] else None for i, c in enumerate(classes)},
+        "precision": {c: float(prec[i]) if predicted[i] else None for i, c in enumerate(classes)},
         "support": {c: int(support[i]) for i, c in enumerate(classes)},
         "confusion": {"classes": labels, "matrix": cm.tolist()},
     }
@@ -615,9 +610,11 @@ def _f(v: Any, fmt: str = ".2f") -> str:
 
 
 def _table(title: str, m: Mapping[str, Any]) -> str:
-    lines = [f"{title}: {sum(m['events'].values())} catalogue events, {m['alerts']} alerts, "
-             f"{m['record_hours']:.2f} h of record",
-             f"{'class':<12}{'events':>7}{'detected':>9}{'recall':>8}{'split':>6}{'F1':>6}"]
+    lines = [
+        (f"{title}: {sum(m['events'].values())} catalogue events, {m['alerts']} alerts, "
+         f"{m['record_hours']:.2f} h of record"),
+        f"{'class':<12}{'events':>7}{'detected':>9}{'recall':>8}{'split':>6}{'F1':>6}",
+    ]
     for c, r in m["recall"].items():
         lines.append(f"{c:<12}{m['events'][c]:>7}{m['detected'][c]:>9}{_f(r):>8}"
                      f"{m['split_by_class'][c]:>6}{_f(m['f1'].get(c)):>6}")
@@ -626,18 +623,19 @@ def _table(title: str, m: Mapping[str, Any]) -> str:
                  f"{'':>6}{_f(m['f1'].get(NOISE)):>6}  (labelled transients, not a target)")
     lines += [
         f"macro F1 {_f(m['macro_f1'])} on {m['classified']} matched events",
-        f"false alerts {m['false_alerts']} = {_f(m['false_alerts_per_hour'])} per hour "
-        f"(outside {m['noise_hours']:.3f} h of noise transients); {m['alerts_on_noise']} alerts on noise transients",
-        f"split events {m['split_events']} ({_f(m['split_fraction'])} of detected, "
-        f"{m['split_extra_alerts']} extra alerts); merged events {m['merged_events']}",
-        f"ML: given for {_f(m['ml_given'])} of {m['quakes_with_magnitude']} matched quakes with a "
-        f"magnitude, within 0.3 {_f(m['ml_hit_0_3'])}, median |error| {_f(m['ml_median_abs_error'])}, "
-        f"MAE {_f(m['ml_mae'])}",
-        f"model magnitude: given {_f(m['model_mag_given'])}, within 0.3 {_f(m['model_mag_hit_0_3'])}, "
-        f"median |error| {_f(m['model_mag_median_abs_error'])}, MAE {_f(m['model_mag_mae'])}",
-        f"time to first alert median {_f(m['time_to_alert_s_median'])} s, p95 "
-        f"{_f(m['time_to_alert_s_p95'])} s; latency p50 {_f(m['latency_ms_p50'], '.1f')} ms, "
-        f"p99 {_f(m['latency_ms_p99'], '.1f')} ms",
+        (f"false alerts {m['false_alerts']} = {_f(m['false_alerts_per_hour'])} per hour (outside "
+         f"{m['noise_hours']:.3f} h of noise transients); {m['alerts_on_noise']} alerts on noise transients"),
+        (f"split events {m['split_events']} ({_f(m['split_fraction'])} of detected, "
+         f"{m['split_extra_alerts']} extra alerts); merged events {m['merged_events']}"),
+        (f"ML: given for {_f(m['ml_given'])} of {m['quakes_with_magnitude']} matched quakes with a "
+         f"magnitude, within 0.3 {_f(m['ml_hit_0_3'])}, median |error| "
+         f"{_f(m['ml_median_abs_error'])}, MAE {_f(m['ml_mae'])}"),
+        (f"model magnitude: given {_f(m['model_mag_given'])}, within 0.3 "
+         f"{_f(m['model_mag_hit_0_3'])}, median |error| {_f(m['model_mag_median_abs_error'])}, "
+         f"MAE {_f(m['model_mag_mae'])}"),
+        (f"time to first alert median {_f(m['time_to_alert_s_median'])} s, p95 "
+         f"{_f(m['time_to_alert_s_p95'])} s; latency p50 {_f(m['latency_ms_p50'], '.1f')} ms, "
+         f"p99 {_f(m['latency_ms_p99'], '.1f')} ms"),
     ]
     return "\n".join(lines)
 
@@ -661,6 +659,9 @@ def score(catalog: Sequence[CatalogEvent], alerts: Sequence[Alert],
         ValueError: hours <= 0 or not finite, or a number with a multi-site catalogue.
     """
     rule = rule or MatchRule()
+    unknown = sorted({e.label for e in catalog} - set(classes))
+    if unknown:
+        raise ValueError(f"catalogue label {unknown[0]!r} is not one of the classes {list(classes)}")
     cat_sites = sorted({e.site for e in catalog if e.site is not None})
     if isinstance(record_hours, Mapping):
         hours = {str(k): float(v) for k, v in record_hours.items()}
