@@ -356,5 +356,9 @@ def test_read_alerts_jsonl(tmp_path):
     p.write_text("{not json\n")
     with pytest.raises(AlertError, match="alerts.jsonl line 1"):
         read_alerts(p)
+    with pytest.raises(AlertError, match=r"alert XX.S1-\S+: trigger_on: 'noon' is not an ISO time"):
+        alerts_from_dicts([dict(good, trigger_on="noon")])
+    with pytest.raises(AlertError, match="trigger_off: missing"):
+        alerts_from_dicts([{k: v for k, v in good.items() if k != "trigger_off"}])
     with pytest.raises(AlertError, match="magnitude.ml"):
         alerts_from_dicts([dict(good, magnitude={"ml": "2", "model": None})])

@@ -266,7 +266,13 @@ class Alert:
                 raise ValueError(f"{k}: {v!r} is not a number")
             return float(v)
 
-        on, off = parse_time(text("trigger_on")), parse_time(text("trigger_off"))
+        def when(k: str) -> float:
+            try:
+                return parse_time(text(k))
+            except ValueError as exc:
+                raise ValueError(str(exc) if str(exc).startswith(k) else f"{k}: {exc}") from None
+
+        on, off = when("trigger_on"), when("trigger_off")
         if not 0 <= off - on <= _MAX_ALERT_S:
             raise ValueError(f"trigger_off: {d['trigger_off']} is before trigger_on or over a day after it")
         mag = d.get("magnitude") or {}
