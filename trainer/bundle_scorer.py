@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edge.model.bundle import BundleError
+from edge.model.format import BundleError
 from edge.model.inference import EventClassifier
 from edge.model.predictions import Predictions
 

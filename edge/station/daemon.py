@@ -23,7 +23,10 @@ from typing import Any, Callable, Iterator
 
 from obspy import UTCDateTime
 
-from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
+from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
+from edge.model.install import current_model_dir, install_bundle, rollback
+from edge.model.keys import default_trusted_keys, load_trusted_keys
+from edge.model.manifest import StationCompat
 from edge.model.inference import EventClassifier
 from edge.comms.messages import Health, ModelState, iso_utc
 from edge.station.pipeline import EventPipeline, EventSettings
@@ -115,8 +118,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
-        from edge.model.bundle import default_trusted_keys, load_trusted_keys
-
         keys = self.config.model.trusted_keys
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
@@ -131,8 +132,6 @@ class Daemon:
                                     runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
 
     def _load_classifier(self) -> EventClassifier:
-        from edge.model.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
-
         m = self.config.model
         path = m.bundle or None
         installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
@@ -340,8 +339,6 @@ class Daemon:
     def _switch_model(self, model_dir: Path, message: str) -> None:
         """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
         pipeline runs from the next event on."""
-        from edge.model.bundle import INSTALLED_BUNDLE_NAME
-
         self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
         self.pipeline.classifier = self.classifier
         self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
