@@ -447,7 +447,7 @@ def subscriptions(prefix: str, stations: list[str]) -> list[str]:
 
 
 def _config(args: argparse.Namespace):
-    from edge.comms.mqtt_link import MqttConfig
+    from edge.comms.mqtt_settings import MqttConfig
 
     password = None
     if args.password_file:
@@ -474,7 +474,7 @@ def _config(args: argparse.Namespace):
 
 def _ssl_context(cfg: Any) -> ssl.SSLContext | None:
     """:func:`edge.comms.mqtt_link.tls_context`, its errors as one-line option errors."""
-    from edge.comms.mqtt_link import tls_context
+    from edge.comms.tls import tls_context
 
     try:
         return tls_context(cfg)
