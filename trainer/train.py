@@ -46,8 +46,22 @@ from edge.signal.labels import CLASSES
 from edge.signal.preprocess import WindowSpec
 from trainer.balance import smote_resample, stratified_split, stratified_subsample
 from trainer.config import TrainConfig, TrainError
-from trainer.run import CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, run_info, save_run
-from trainer.training.inputs import check_folder, load_folders, prepare_inputs, print_stderr
+from trainer.metrics import metrics_table
+from trainer.plots import plot_curves
+from trainer.run import (
+    CURVES_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    run_info,
+    save_run,
+)
+from trainer.training.inputs import (
+    check_folder,
+    load_folders,
+    prepare_inputs,
+    print_stderr,
+)
 from trainer.training.loop import Stage2, pretrain_backbone
 from trainer.training.transfer import build_for_training, copy_weights, load_init
 from trainer.training.validation import SPLIT_FILE, predict_probs, validation_scores
@@ -327,9 +341,7 @@ def train(data: Sequence[str | Path], out: str | Path, config: TrainConfig | Non
     except OSError as exc:
         raise TrainError(f"--out {out}: cannot write the run: {exc}") from None
     try:
-        from trainer.training_plots import plot_training_curves
-
-        plot_training_curves(history, out / CURVES_FILE, best_epoch, title=f"{name} - {out.name}")
+        plot_curves(out / CURVES_FILE, history, best_epoch, title=f"{name} - {out.name}")
     except Exception as exc:  # a plot must never cost the run
         say(f"warning: {CURVES_FILE} not written: {exc}")
     return TrainResult(run_dir=out, best_epoch=best_epoch, epochs_run=len(train_epochs), metrics=metrics,
@@ -356,14 +368,7 @@ def summary_table(result: TrainResult) -> str:
              f"{result.epochs_run}, {result.seconds:.1f} s ({result.seconds_per_epoch:.1f} s/epoch)",
              f"validation ({m['n']} events, MC dropout x{result.config.mc_passes}): "
              f"macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}",
-             f"{'class':<12}{'precision':>10}{'recall':>8}{'f1':>8}{'events':>8}"]
-    for c in m["f1"]:
-        lines.append(f"{c:<12}{m['precision'][c]:>10.3f}{m['recall'][c]:>8.3f}{m['f1'][c]:>8.3f}"
-                     f"{m['support'][c]:>8d}")
-    mag = m.get("magnitude")
-    if mag:
-        lines.append(f"magnitude ({mag['n']} earthquakes): hit ±0.2 {mag['hit_0_2']:.3f}, "
-                     f"hit ±0.3 {mag['hit_0_3']:.3f}, MAE {mag['mae']:.3f}")
+             *metrics_table(m)]
     unc = m.get("uncertainty")
     if unc and unc.get("mean_correct") is not None:
         wrong = unc.get("mean_wrong")

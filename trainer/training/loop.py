@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from typing import Sequence
 
@@ -19,9 +18,19 @@ from edge.signal.preprocess import WindowSpec
 from edge.signal.spectrogram import DEFAULT_NOVERLAP, DEFAULT_NPERSEG
 from trainer.balance import balanced_order
 from trainer.config import TrainConfig, TrainError
+from trainer.progress import progress_bar
 from trainer.run import is_spectrogram_model
-from trainer.training.inputs import augment_spectrograms, augment_waveforms, magnitude_targets
-from trainer.training.optim import freeze_backbone, make_scheduler, param_groups, train_mode
+from trainer.training.inputs import (
+    augment_spectrograms,
+    augment_waveforms,
+    magnitude_targets,
+)
+from trainer.training.optim import (
+    freeze_backbone,
+    make_scheduler,
+    param_groups,
+    train_mode,
+)
 from trainer.training.validation import predict_probs, validation_scores
 
 __all__ = ["Stage2", "AttributeScaler", "pretrain_backbone", "ATTRIBUTE_CLIP"]
@@ -36,16 +45,6 @@ def _batches(order: np.ndarray, batch_size: int, max_batches: int | None) -> lis
     if len(out) > 1 and len(out[-1]) < 2:  # BatchNorm needs 2 rows: merge a lone last row
         out[-2] = np.concatenate([out[-2], out.pop()])
     return out[:max_batches] if max_batches else out
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
 
 
 def _finite_or_fail(loss: torch.Tensor, stage: str, epoch: int, step: int) -> None:
@@ -121,7 +120,8 @@ class Stage2:
             sums = {"loss": 0.0, "loss_class": 0.0, "loss_mag": 0.0}
             n_seen, n_mag = 0, 0
             batches = _batches(self._order(rng_order), cfg.batch_size, cfg.max_batches)
-            bar = _bar(len(batches), f"epoch {epoch}", self.progress)
+            bar = progress_bar(len(batches), f"epoch {epoch}", self.progress, unit="batch", tty_only=True,
+                               leave=False)
             for step, idx in enumerate(batches, 1):
                 xb = self.tr["inputs"][idx]
                 if cfg.augment:
@@ -161,11 +161,9 @@ class Stage2:
                 if loss_m is not None:
                     sums["loss_mag"] += loss_m.item() * int(mrows.sum())
                     n_mag += int(mrows.sum())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
-            if bar is not None:
-                bar.close()
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}")
+            bar.close()
             train_s = time.perf_counter() - t0
             row = {"stage": "train", "epoch": epoch,
                    "loss": sums["loss"] / max(n_seen, 1), "loss_class": sums["loss_class"] / max(n_seen, 1),
@@ -250,7 +248,8 @@ def pretrain_backbone(model, cfg: TrainConfig, spec: WindowSpec, x: np.ndarray, 
         model.train()
         total, seen = 0.0, 0
         batches = _batches(rng_order.permutation(len(x)), cfg.batch_size, cfg.max_batches)
-        bar = _bar(len(batches), f"pretrain {epoch}", progress)
+        bar = progress_bar(len(batches), f"pretrain {epoch}", progress, unit="batch", tty_only=True,
+                           leave=False)
         for step, idx in enumerate(batches, 1):
             xb, a = x[idx], attrs[idx].astype(np.float64)
             if cfg.augment:  # keep the targets true to the augmented window
@@ -270,10 +269,8 @@ def pretrain_backbone(model, cfg: TrainConfig, spec: WindowSpec, x: np.ndarray, 
             sched.step()
             total += loss.item() * len(idx)
             seen += len(idx)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+            bar.update(1)
+        bar.close()
         model.eval()
         val_loss = None
         if len(val_x):
