@@ -544,8 +544,9 @@ def generate_continuous(out_dir: str | os.PathLike, *, hours: float = 1.0, n_sit
             results = []
             for fut, s in zip(futures, sites):
                 results.append(fut.result())
-                if progress:
-                    progress(s.station, 1, 1)
+                if progress:  # a worker's hours are reported when the site is done
+                    n_files = len(results[-1]["files"]) // 3
+                    progress(s.station, n_files, n_files)
     summary = finish(root, results, split=split, seed=int(seed), hours=float(hours), start=start)
     summary["elapsed_s"] = round(time.perf_counter() - t_begin, 3)
     return summary
