@@ -32,7 +32,7 @@ from trainer.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows from StationXML have the full response removed (edge.signal.instrument)
 
 
 @dataclass

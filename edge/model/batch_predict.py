@@ -34,7 +34,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 import obspy
@@ -48,7 +48,7 @@ from edge.signal.dataset import (
     load_event,
     read_labels,
     read_stations,
-    sensitivity_for,
+    response_for,
 )
 from edge.model.inference import EventClassifier
 from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
@@ -322,16 +322,18 @@ def group_files(items: Iterable[InputItem], opts: BatchOptions
     return groups, errors
 
 
-def _sensitivity(st: Stream, t: UTCDateTime, spec: WindowSpec, opts: BatchOptions,
-                 inventory: Inventory | None) -> float | dict[str, float] | None:
-    """Counts per m/s for :func:`preprocess_stream`: the scalar, per channel from the
-    inventory, or ``None``."""
+def _calibration(st: Stream, t: UTCDateTime, spec: WindowSpec, opts: BatchOptions,
+                 inventory: Inventory | None) -> dict[str, Any]:
+    """Keyword arguments of :func:`preprocess_stream` that give m/s: the scalar
+    ``sensitivity`` (counts per m/s), or each channel's full ``response`` from the inventory
+    (removed to velocity, right for geophones below their corner and accelerometers), or
+    nothing (counts)."""
     if opts.sensitivity is not None:
-        return float(opts.sensitivity)
+        return {"sensitivity": float(opts.sensitivity)}
     if inventory is None:
-        return None
+        return {}
     ids = sorted({tr.id for tr in st if component_of(tr.stats.channel) in spec.components})
-    return {seed_id: sensitivity_for(inventory, seed_id, t) for seed_id in ids}
+    return {"response": {seed_id: response_for(inventory, seed_id, t) for seed_id in ids}}
 
 
 def _pick_notes(pick: TriggerPick) -> list[str]:
@@ -357,7 +359,7 @@ def load_group(group: FileGroup, spec: WindowSpec, opts: BatchOptions) -> EventJ
         job.trigger_time = pick.time
         job.notes.extend(_pick_notes(pick))
         job.window = preprocess_stream(st, job.trigger_time, spec,
-                                       _sensitivity(st, job.trigger_time, spec, opts, opts.inventory))
+                                       **_calibration(st, job.trigger_time, spec, opts, opts.inventory))
     except (DatasetError, PreprocessError) as exc:
         job.error = str(exc)
     except Exception as exc:  # never let one file stop the batch

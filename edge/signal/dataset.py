@@ -53,6 +53,7 @@ __all__ = [
     "load_event",
     "read_labels",
     "read_stations",
+    "response_for",
     "sensitivity_for",
 ]
 
@@ -313,6 +314,18 @@ def sensitivity_for(inventory: Inventory, trace_id: str, time: UTCDateTime) -> f
     )
 
 
+def response_for(inventory: Inventory, trace_id: str, time: UTCDateTime):
+    """The full ObsPy ``Response`` of ``trace_id`` at ``time`` for
+    :func:`edge.signal.preprocess.preprocess_stream` (``response=``), after the checks of
+    :func:`sensitivity_for` (a sensitivity to COUNTS from ground motion, M/S, M or M/S**2).
+
+    Raises:
+        DatasetError: as :func:`sensitivity_for`.
+    """
+    sensitivity_for(inventory, trace_id, time)
+    return inventory.get_response(trace_id, time)
+
+
 def read_stations(folder: str | os.PathLike[str]) -> Inventory | None:
     """``folder/stations.xml`` read with ``obspy.read_inventory``; ``None`` when absent.
 
@@ -346,8 +359,9 @@ def load_event(
         spec: the window contract (default :class:`WindowSpec()`).
         trigger_finder: ``f(stream) -> UTCDateTime`` used when the row has no trigger time;
             default :func:`edge.signal.picking.find_trigger` (STA/LTA on Z).
-        inventory: when given, data are divided by :func:`sensitivity_for` each channel
-            (window units m/s); otherwise they stay in counts.
+        inventory: when given, each channel's full response (:func:`response_for`) is
+            removed to ground velocity (window units m/s, whatever the sensor: geophone,
+            broadband, accelerometer); otherwise the data stay in counts.
 
     Raises:
         DatasetError: the file cannot be read or lacks what the row needs.
@@ -358,11 +372,11 @@ def load_event(
     if t is None:
         t = (trigger_finder or find_trigger)(st)
     spec = spec or WindowSpec()
-    sensitivity = None
+    response = None
     if inventory is not None:
         ids = sorted({tr.id for tr in st if component_of(tr.stats.channel) in spec.components})
-        sensitivity = {seed_id: sensitivity_for(inventory, seed_id, t) for seed_id in ids}
-    return preprocess_stream(st, t, spec, sensitivity)
+        response = {seed_id: response_for(inventory, seed_id, t) for seed_id in ids}
+    return preprocess_stream(st, t, spec, response=response)
 
 
 def iter_windows(

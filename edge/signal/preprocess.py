@@ -37,7 +37,12 @@ Pipeline of :func:`preprocess_stream`, per component, all in float64:
    ``zerophase``) from ``freqmin`` to ``freqmax``. Filtering after resampling makes it the
    same digital filter for every input rate, and keeps ``freqmax = 100 Hz`` valid for 100
    and 200 Hz recorders whose Nyquist frequency is at or below it.
-7. **calibrate**: divide by the sensitivity (counts per m/s) when one is given.
+7. **calibrate**: with a full instrument ``response`` (StationXML), the cut was already turned
+   into ground velocity between steps 4 and 5 (:func:`edge.signal.instrument.remove_response`:
+   deconvolution to m/s, which also integrates an accelerometer); with only a flat
+   ``sensitivity`` (counts per m/s), divide by it here. A flat sensitivity is right only where
+   the sensor is flat in velocity (not below a geophone's natural frequency, never for an
+   accelerometer): give the response whenever there is one.
 8. **trim** to exactly ``n_samples`` starting at the output sample nearest to
    ``t - pre`` (within half a sample, 2 ms at 250 Hz); samples beyond the data are 0.
 
@@ -60,6 +65,7 @@ import numpy as np
 from obspy import Stream, Trace, UTCDateTime
 from obspy.signal.filter import bandpass
 
+from edge.signal.instrument import remove_response
 from edge.signal.resample import MAX_RESAMPLE_FACTOR, resample_array
 from edge.signal.resample import resample_factors as _resample_factors
 
@@ -421,6 +427,18 @@ def _sensitivity_of(
     return value
 
 
+def _response_of(response: Any, seed_id: str, channel: str, comp: str) -> Any:
+    """The ObsPy ``Response`` for this channel out of one response or a mapping, or None."""
+    if response is None:
+        return None
+    if isinstance(response, Mapping):
+        for key in (seed_id, channel, comp, channel[-1:]):
+            if key in response:
+                return response[key]
+        raise PreprocessError(f"no instrument response given for {seed_id}")
+    return response
+
+
 def _window_slice(y: np.ndarray, start: int, n: int) -> np.ndarray:
     """``y[start:start+n]`` with zeros where it falls outside ``y``."""
     out = np.zeros(n, dtype=y.dtype)
@@ -435,6 +453,7 @@ def preprocess_stream(
     trigger_time: UTCDateTime,
     spec: WindowSpec | None = None,
     sensitivity: float | Mapping[str, float] | None = None,
+    response: Any = None,
 ) -> Window:
     """Cut, clean, filter and resample one station's event into the model window.
 
@@ -446,6 +465,9 @@ def preprocess_stream(
         sensitivity: overall sensitivity in counts per m/s, one value for all components or
             a mapping keyed by SEED id, channel code or component letter; ``None`` keeps
             counts.
+        response: ObsPy ``Response`` (ground motion -> counts), one for all components or a
+            mapping keyed like ``sensitivity``; a component with a response is deconvolved
+            to m/s (step 7) and ``sensitivity`` is not used for it.
 
     Returns:
         The :class:`Window` (see the module docstring for each step).
@@ -485,6 +507,12 @@ def preprocess_stream(
             c = _cut(traces, t_from, t_to)
             _detrend_and_fill(c)
             _taper_runs(c, spec.taper_s)
+            resp = _response_of(response, c.seed_id, traces[0].stats.channel, comp)
+            if resp is not None:
+                try:
+                    c.values = remove_response(c.values, c.sampling_rate, resp, spec.freqmin)
+                except Exception as exc:  # noqa: BLE001 -- evalresp raises many kinds
+                    raise PreprocessError(f"{c.seed_id}: instrument response: {exc}") from None
             y, real = _to_model_rate(c, spec)
             i0 = int(round((w_start - c.t0) * fs))
             real_w = _window_slice(real, i0, n)
@@ -501,7 +529,8 @@ def preprocess_stream(
         if round(c.sampling_rate * 1000) < round(fs * 1000):  # as resample_factors rounds
             _warn_upsampled(c.seed_id, c.sampling_rate, spec)
         y = bandpass(y, spec.freqmin, spec.freqmax, df=fs, corners=int(spec.corners), zerophase=spec.zerophase)
-        sens = _sensitivity_of(sensitivity, c.seed_id, traces[0].stats.channel, comp)
+        sens = None if resp is not None else _sensitivity_of(
+            sensitivity, c.seed_id, traces[0].stats.channel, comp)
         if sens is not None:
             y = y / sens
         rows.append(_window_slice(y, i0, n).astype(np.float32))
@@ -526,7 +555,7 @@ def preprocess_stream(
         sampling_rate=fs,
         present=tuple(present),
         coverage=min(coverages),
-        units="m/s" if sensitivity is not None else "counts",
+        units="m/s" if (sensitivity is not None or response is not None) else "counts",
         gap_fraction=max(gaps),
         channels=tuple(channels),
         flags=tuple(flags),

@@ -23,6 +23,7 @@ from obspy import Inventory, Stream, UTCDateTime
 from edge.station.event_magnitude import event_ml
 from edge.model.inference import EventClassifier
 from edge.comms.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
+from edge.signal.dataset import response_for
 from edge.signal.preprocess import PreprocessError, preprocess_stream
 from edge.station.ring_buffer import RingBuffers
 from edge.station.input import Chunk
@@ -220,12 +221,12 @@ class EventPipeline:
         t0 = oe.trigger_on - max(s.pre_s, spec.pre_s) - spec.margin_s
         t1 = max(oe.need_until or trigger_off, trigger_off)
         st = self.ring.stream(t0, t1)
-        sens = self._sensitivity(st)
+        calibration = self._calibration(st)
         extra: dict[str, Any] = {"closed_by": oe.closed_by or "off"}
         mutual_information = None
         reason_model = None
         try:
-            window = preprocess_stream(st, oe.trigger_on, spec, sensitivity=sens)
+            window = preprocess_stream(st, oe.trigger_on, spec, **calibration)
             row = clf.row(clf.predict_window(window))
             event_class = row["class"]
             probabilities = {k: round(v, 6) for k, v in row["probabilities"].items()}
@@ -236,8 +237,9 @@ class EventPipeline:
             model_mag = row["magnitude"]
             if event_class == "noise":
                 model_mag, reason_model = None, "class noise: no magnitude"
-            elif sens is None:
-                model_mag, reason_model = None, "no sensitivity configured: the model's magnitude needs m/s"
+            elif window.units != "m/s":
+                model_mag, reason_model = None, ("no station response configured ([magnitude] stationxml "
+                                                 "or sensitivity): the model's magnitude needs m/s")
         except PreprocessError as exc:
             self.errors.append(f"{oe.id}: {exc}")
             n = len(clf.classes)
@@ -282,17 +284,21 @@ class EventPipeline:
         log.info("event %s: %s (p=%.2f, unc %.2f), ML %s, %.1f ms", oe.id, event_class,
                  max(probabilities.values()), uncertainty, magnitude.ml, end.latency_ms)
 
-    def _sensitivity(self, st: Stream) -> float | dict[str, float] | None:
+    def _calibration(self, st: Stream) -> dict[str, Any]:
+        """Keyword arguments of :func:`preprocess_stream` that give m/s: each channel's full
+        response from the StationXML (removed to ground velocity: right for a geophone below
+        its natural frequency and for an accelerometer), else the flat ``sensitivity``, else
+        nothing (counts; the model's magnitude is then left out)."""
         s = self.settings
         if s.inventory is not None:
-            from edge.signal.dataset import sensitivity_for
-
             out = {}
             for tr in st:
                 try:
-                    out[tr.id] = sensitivity_for(s.inventory, tr.id, tr.stats.starttime)
+                    out[tr.id] = response_for(s.inventory, tr.id, tr.stats.starttime)
                 except Exception:  # noqa: BLE001
                     continue
             if out:
-                return out
-        return s.sensitivity
+                return {"response": out}
+        if s.sensitivity is not None:
+            return {"sensitivity": s.sensitivity}
+        return {}

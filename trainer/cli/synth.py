@@ -60,6 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="earthquake hypocentral distance range, km (2 80)")
     p.add_argument("--noise-rms", nargs=2, type=float, default=(1e-9, 1e-7), metavar=("MIN", "MAX"),
                    help="background ground-velocity rms range, m/s, log-uniform (1e-9 1e-7)")
+    p.add_argument("--sites", choices=("train", "other", "fixed"), default="train",
+                   help="'train' (default): every --events-per-site events at a site drawn from the "
+                        "training split (rate, instrument + StationXML, noise, bands); 'other': the "
+                        "held-out split (200 Hz, 10 Hz geophone, other noise slopes), never for "
+                        "training; 'fixed': the single-site benchmark of before (--sampling-rate, "
+                        "--stations, --noise-rms, --distance-km, --magnitude-range apply only here)")
+    p.add_argument("--events-per-site", type=int, default=25, metavar="N",
+                   help="events per drawn site (25)")
     p.add_argument("--stations", type=int, default=3, metavar="N", help="stations S1..SN (3)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (1)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
@@ -84,9 +92,12 @@ def _progress_printer(stream=None):
 
 def _table(summary: dict, out: str) -> str:
     n = summary["n_events"]
+    rate = summary["sampling_rate"]
+    where = (f"{rate:g} Hz" if not summary.get("sites") else
+             f"{len(summary['sites'])} {summary['site_split']} sites")
     lines = [
         f"synthetic dataset {out}: {n} events, seed {summary['seed']}, "
-        f"{summary['sampling_rate']:g} Hz, {summary.get('elapsed_s', 0):.1f} s",
+        f"{where}, {summary.get('elapsed_s', 0):.1f} s",
         f"{'class':<12}{'events':>8}{'share':>9}",
     ]
     for c, k in summary["counts"].items():
@@ -112,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         sampling_rate=args.sampling_rate, magnitude_range=tuple(args.magnitude_range),
         magnitude_b_value=args.b_value, distance_km=tuple(args.distance_km),
         noise_rms=tuple(args.noise_rms), n_stations=args.stations,
+        sites=args.sites, events_per_site=args.events_per_site,
     )
     try:
         cfg.validate()

@@ -80,6 +80,14 @@ class SynthConfig:
 
     # --- dataset --------------------------------------------------------------------------
     n_events: int = 400
+    #: "fixed": the single-site benchmark below (n_stations, sampling_rate, the 4.5 Hz
+    #: geophone, noise_rms, the class parameters of this config); "train" / "other": every
+    #: ``events_per_site`` events share a site drawn from that split of
+    #: :mod:`trainer.synth.sites` (rate, instrument, noise, bands, Q, kappa; the event
+    #: ranges of :data:`trainer.synth.continuous.EVENT_RANGES`) -- see site_events.py.
+    #: A config without this key (synth.json before sites) means "fixed".
+    sites: str = "fixed"
+    events_per_site: int = 25
     seed: int = 0
     #: "bossea" (257:21:36:41), "equal", or a mapping class -> relative weight.
     balance: Any = "bossea"
@@ -152,6 +160,10 @@ class SynthConfig:
             raise ValueError(f"n_events must be an integer >= 1, got {self.n_events!r}")
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.sites not in ("fixed", "train", "other"):
+            raise ValueError(f"sites must be fixed, train or other, got {self.sites!r}")
+        if int(self.events_per_site) != self.events_per_site or self.events_per_site < 1:
+            raise ValueError(f"events_per_site must be an integer >= 1, got {self.events_per_site!r}")
         w = self.class_weights()
         if any(v < 0 or not math.isfinite(v) for v in w.values()):
             raise ValueError("class weights must be finite and >= 0")

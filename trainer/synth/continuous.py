@@ -67,6 +67,7 @@ __all__ = [
     "hour_chunks",
     "make_quake",
     "record_site",
+    "site_event",
 ]
 
 HOUR_S = 3600.0
@@ -107,14 +108,14 @@ CATALOG_COLUMNS = ("time", "label", "magnitude", "duration_s", "site", "subtype"
 class SiteModel:
     """A site's response spectra and noise PSDs, precomputed for synthesis."""
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, segment_s: float = SEGMENT_S):
         self.site = site
         self.fs = fs = float(site.sampling_rate)
         self.inst = site.inst
         self.response = site.response()
         self.full_scale = int(self.inst.full_scale_counts)
         self._spectra: dict[int, np.ndarray] = {}
-        self.n_seg = 1 << int(math.ceil(math.log2(SEGMENT_S * fs)))
+        self.n_seg = 1 << int(math.ceil(math.log2(segment_s * fs)))
         self.overlap = int(round(CROSSFADE_S * fs))
         self.hop = self.n_seg - self.overlap
         f = rfftfreq(self.n_seg, 1.0 / fs)
@@ -339,7 +340,7 @@ class EventStream:
             i0 = int(round(t * fs))
             if i0 >= self.n_samples:
                 return
-            ev = self._event(label, np.random.default_rng(self.key + [k, 0x5EED]))
+            ev = site_event(m, label, np.random.default_rng(self.key + [k, 0x5EED]))
             k += 1
             n_src = ev["n_src"]
             if i0 + n_src > self.n_samples:
@@ -347,75 +348,80 @@ class EventStream:
             t_free = (i0 + n_src) / fs
             yield PlacedEvent(i0, ev["counts"], ev["row"])
 
-    def _event(self, label: str, rng: np.random.Generator) -> dict[str, Any]:
-        m, site, fs, er = self.m, self.m.site, self.m.fs, EVENT_RANGES
-        row: dict[str, Any] = {"label": label, "site": site.net_sta}
-        extra_counts = None
-        if label == "earthquake":
-            src, snr, row_q = self._quake(rng)
-            row.update(row_q)
-        else:
-            if label == "fracture":
-                src = fracture(rng, fs, site.fracture_band_hz, er["fracture_decay_s"])
-                row.update(band_hz=_band(site.fracture_band_hz), peak_freq_hz=src.meta["peak_freq_hz"])
-            elif label == "rockfall":
-                lo, hi = er["rockfall_impacts"]
-                src = rockfall(rng, fs, er["rockfall_duration_s"], site.rockfall_band_hz,
-                               n_impacts=int(rng.integers(lo, hi + 1)))
-                row.update(band_hz=_band(site.rockfall_band_hz), n_impacts=src.meta["impacts"])
-            else:
-                src = noise_transient(rng, fs)
-            snr = float(rng.uniform(*er["snr_db"]))
-            if src.counts is not None:  # digitizer artefact: scaled in counts
-                snr += SNR_BOOST_DB.get(src.subtype, 0.0)
-                k = m.counts_rms_hf * 10.0 ** (snr / 20.0) / 10.0 ** (snr_db(src.counts, 1.0) / 20.0)
-                extra_counts = src.counts * k
-                src.velocity = src.velocity * 0.0
-            else:
-                now, _ = m.band_snr_db(src.velocity)
-                src.velocity = src.velocity * 10.0 ** ((snr - now) / 20.0)
-        counts = m.to_counts(src.velocity)
-        if extra_counts is not None:
-            counts[:, :extra_counts.shape[1]] += extra_counts
-        row.update(subtype=src.subtype, snr_db=round(snr, 2), duration_s=_round(src.meta.get("duration_s"), 3),
-                   clipped=m.clipped(counts))
-        return {"counts": counts, "row": row, "n_src": src.n}
 
-    def _quake(self, rng: np.random.Generator) -> tuple[Source, float, dict[str, Any]]:
-        m, er = self.m, EVENT_RANGES
-        rmin, rmax = er["distance_km"]
-        target = er["quake_snr_min_db"]
-        r0 = 20.0
-        m_lo, m_hi = er["magnitude"]
-        best = None
-        for _ in range(12):
-            mag = round(float(rng.uniform(m_lo, m_hi)), 2)
-            _, snr0 = make_quake(m, rng, mag, r0)
-            r_hi = _detect_distance(snr0, r0, target + 3.0, rmin, rmax)
-            if not math.isfinite(r_hi):
-                # Not detectable even at rmin: raise the lower magnitude bound to the site's
-                # detection threshold there (amplitude ~ 10^ML: +20 dB per magnitude unit).
-                need = (target + 3.0 - snr0 - _hb_decay_db(rmin, r0)) / 20.0
-                m_lo = min(m_hi, max(m_lo, mag + need))
-                continue
-            for _ in range(4):
-                r = round(math.sqrt(rng.uniform(rmin**2, r_hi**2)), 3)
-                src, snr = make_quake(m, rng, mag, r)
-                ok = snr >= target and not m.clipped(m.to_counts(src.velocity), CLIP_FRACTION)
-                cand = (ok, snr, src, mag, r)
-                if best is None or (cand[0], cand[1]) > (best[0], best[1]):
-                    best = cand
-                if ok:
-                    break
-            if best is not None and best[0]:
+def site_event(m: SiteModel, label: str, rng: np.random.Generator) -> dict[str, Any]:
+    """One event of class ``label`` at the site of ``m``: its counts (float ``(3, n_src +
+    ring-down)``, onset at sample 0, no background), catalogue ``row`` and ``n_src`` (samples of
+    the source itself). The continuous records and ``microseis synth --sites`` both use it."""
+    site, fs, er = m.site, m.fs, EVENT_RANGES
+    row: dict[str, Any] = {"label": label, "site": site.net_sta}
+    extra_counts = None
+    if label == "earthquake":
+        src, snr, row_q = _site_quake(m, rng)
+        row.update(row_q)
+    else:
+        if label == "fracture":
+            src = fracture(rng, fs, site.fracture_band_hz, er["fracture_decay_s"])
+            row.update(band_hz=_band(site.fracture_band_hz), peak_freq_hz=src.meta["peak_freq_hz"])
+        elif label == "rockfall":
+            lo, hi = er["rockfall_impacts"]
+            src = rockfall(rng, fs, er["rockfall_duration_s"], site.rockfall_band_hz,
+                           n_impacts=int(rng.integers(lo, hi + 1)))
+            row.update(band_hz=_band(site.rockfall_band_hz), n_impacts=src.meta["impacts"])
+        else:
+            src = noise_transient(rng, fs)
+        snr = float(rng.uniform(*er["snr_db"]))
+        if src.counts is not None:  # digitizer artefact: scaled in counts
+            snr += SNR_BOOST_DB.get(src.subtype, 0.0)
+            k = m.counts_rms_hf * 10.0 ** (snr / 20.0) / 10.0 ** (snr_db(src.counts, 1.0) / 20.0)
+            extra_counts = src.counts * k
+            src.velocity = src.velocity * 0.0
+        else:
+            now, _ = m.band_snr_db(src.velocity)
+            src.velocity = src.velocity * 10.0 ** ((snr - now) / 20.0)
+    counts = m.to_counts(src.velocity)
+    if extra_counts is not None:
+        counts[:, :extra_counts.shape[1]] += extra_counts
+    row.update(subtype=src.subtype, snr_db=round(snr, 2), duration_s=_round(src.meta.get("duration_s"), 3),
+               clipped=m.clipped(counts))
+    return {"counts": counts, "row": row, "n_src": src.n}
+
+
+def _site_quake(m: SiteModel, rng: np.random.Generator) -> tuple[Source, float, dict[str, Any]]:
+    er = EVENT_RANGES
+    rmin, rmax = er["distance_km"]
+    target = er["quake_snr_min_db"]
+    r0 = 20.0
+    m_lo, m_hi = er["magnitude"]
+    best = None
+    for _ in range(12):
+        mag = round(float(rng.uniform(m_lo, m_hi)), 2)
+        _, snr0 = make_quake(m, rng, mag, r0)
+        r_hi = _detect_distance(snr0, r0, target + 3.0, rmin, rmax)
+        if not math.isfinite(r_hi):
+            # Not detectable even at rmin: raise the lower magnitude bound to the site's
+            # detection threshold there (amplitude ~ 10^ML: +20 dB per magnitude unit).
+            need = (target + 3.0 - snr0 - _hb_decay_db(rmin, r0)) / 20.0
+            m_lo = min(m_hi, max(m_lo, mag + need))
+            continue
+        for _ in range(4):
+            r = round(math.sqrt(rng.uniform(rmin**2, r_hi**2)), 3)
+            src, snr = make_quake(m, rng, mag, r)
+            ok = snr >= target and not m.clipped(m.to_counts(src.velocity), CLIP_FRACTION)
+            cand = (ok, snr, src, mag, r)
+            if best is None or (cand[0], cand[1]) > (best[0], best[1]):
+                best = cand
+            if ok:
                 break
-        if best is None:  # not even the largest ML is detectable here: flagged by its SNR
-            mag = round(float(m_hi), 2)
-            src, snr = make_quake(m, rng, mag, rmin)
-            best = (False, snr, src, mag, rmin)
-        _, snr, src, mag, r = best
-        return src, snr, {"magnitude": f"{mag:.2f}", "distance_km": r,
-                          "sp_s": round(r * (1.0 / er["vs_km_s"] - 1.0 / er["vp_km_s"]), 4)}
+        if best is not None and best[0]:
+            break
+    if best is None:  # not even the largest ML is detectable here: flagged by its SNR
+        mag = round(float(m_hi), 2)
+        src, snr = make_quake(m, rng, mag, rmin)
+        best = (False, snr, src, mag, rmin)
+    _, snr, src, mag, r = best
+    return src, snr, {"magnitude": f"{mag:.2f}", "distance_km": r,
+                      "sp_s": round(r * (1.0 / er["vs_km_s"] - 1.0 / er["vp_km_s"]), 4)}
 
 
 def _band(b: tuple[float, float]) -> str:

@@ -129,7 +129,9 @@ class DatasetWriter:
     def write_inventory(self, inventory: Any) -> None:
         inventory.write(str(self.root / "stations.xml"), format="STATIONXML", validate=True)
 
-    def finish(self, cfg: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
+    def finish(self, cfg: Any, results: list[dict[str, Any]], sites: list[Any] | None = None) -> dict[str, Any]:
+        """Write the CSVs and ``synth.json``; ``sites`` (drawn sites, ``--sites train|other``)
+        go into ``synth.json`` as ``"sites"`` and set ``sampling_rate`` to ``"per site"``."""
         import numpy as np
         import obspy
         import scipy
@@ -158,11 +160,14 @@ class DatasetWriter:
                           if mags else None),
             "brune_ml_minus_label": ({"mean": round(float(np.mean(dml)), 3), "std": round(float(np.std(dml)), 3)}
                                      if dml else None),
-            "sampling_rate": cfg.sampling_rate,
+            "sampling_rate": cfg.sampling_rate if sites is None else "per site",
             "files": {"labels": "labels.csv", "truth": "truth.csv", "inventory": "stations.xml",
                       "waveforms": "waveforms/"},
             "config": cfg.to_dict(),
         }
+        if sites is not None:
+            summary["site_split"] = cfg.sites
+            summary["sites"] = [s.to_dict() for s in sites]
         (self.root / "synth.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n",
                                               encoding="utf-8")
         return summary

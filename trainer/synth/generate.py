@@ -116,8 +116,11 @@ def _draw_magnitude(rng: np.random.Generator, cfg: SynthConfig) -> float:
     return round(float(m), 2)
 
 
-def _layout(rng: np.random.Generator, cfg: SynthConfig, n_sig: int) -> tuple[int, int]:
-    fs = cfg.sampling_rate
+def _layout(rng: np.random.Generator, cfg: SynthConfig, n_sig: int,
+            fs: float | None = None) -> tuple[int, int]:
+    """``(n_pre, n_total)`` samples of a record holding ``n_sig`` samples of signal at ``fs``
+    (default ``cfg.sampling_rate``)."""
+    fs = cfg.sampling_rate if fs is None else fs
     n_pre = int(round(rng.uniform(*cfg.pre_event_s) * fs))
     n_post = int(round(rng.uniform(3.0, 8.0) * fs))
     lo, hi = (int(round(x * fs)) for x in cfg.record_s)
@@ -168,8 +171,15 @@ def _earthquake(rng: np.random.Generator, cfg: SynthConfig, sens: float) -> tupl
 
 
 def make_event(cfg: SynthConfig, index: int, label: str) -> EventResult:
-    """Generate event ``index`` of class ``label`` (pure function of cfg, index, label)."""
+    """Generate event ``index`` of class ``label`` (pure function of cfg, index, label).
+    With ``cfg.sites`` other than ``fixed`` the event is made at a drawn site
+    (:func:`.site_events.make_site_event`)."""
     from obspy import Stream, Trace, UTCDateTime
+
+    if cfg.sites != "fixed":
+        from .site_events import make_site_event
+
+        return make_site_event(cfg, index, label)
 
     fs = float(cfg.sampling_rate)
     rng = np.random.default_rng([int(cfg.seed), int(index), 0x5EED])
@@ -277,10 +287,18 @@ def generate_dataset(
     t0 = time.perf_counter()
     writer = DatasetWriter(out_dir)
     writer.prepare(force=force)
-    specs, _ = _stations(cfg)
-    from .response import build_inventory
+    sites = None
+    if cfg.sites == "fixed":
+        from .response import build_inventory
 
-    writer.write_inventory(build_inventory(specs, cfg.sampling_rate, cfg.start_time))
+        specs, _ = _stations(cfg)
+        writer.write_inventory(build_inventory(specs, cfg.sampling_rate, cfg.start_time))
+    else:
+        from .site_events import dataset_sites
+        from .sites import site_inventory
+
+        sites = dataset_sites(cfg)
+        writer.write_inventory(site_inventory(sites, cfg.start_time))
     plan = event_plan(cfg)
     cfg_d = cfg.to_dict()
     tasks = [(cfg_d, i, lab, str(writer.root)) for i, lab in enumerate(plan)]
@@ -302,6 +320,6 @@ def generate_dataset(
     finally:
         if pool is not None:
             pool.shutdown()
-    summary = writer.finish(cfg, results)
+    summary = writer.finish(cfg, results, sites)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     return summary
