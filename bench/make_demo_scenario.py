@@ -52,7 +52,7 @@ SEED = 11
 N_EVENTS = 80
 #: ``microseis synth`` options besides --out/--events/--seed: close, small earthquakes (S-P
 #: 0.2-1 s) so that P and S make one trigger.
-SYNTH_ARGS = ("--balance", "equal", "--distance-km", "2", "8", "--magnitude-range", "0.5", "1.5")
+SYNTH_ARGS = ("--sites", "fixed", "--balance", "equal", "--distance-km", "2", "8", "--magnitude-range", "0.5", "1.5")
 FS = 250.0  # Hz
 NETWORK, STATION, LOCATION = "XX", "DEMO", ""
 CHANNELS = ("HHZ", "HHN", "HHE")

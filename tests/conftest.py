@@ -42,7 +42,7 @@ def tiny_bundle(tmp_path_factory) -> dict[str, Path]:
     (synth -> train -> keygen -> export, about 40 s). Needs torch (the trainer and exporter)."""
     pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("bundle")
-    microseis_cli("synth", "--out", str(d / "DS"), "--events", "60", "--seed", "7")
+    microseis_cli("synth", "--out", str(d / "DS"), "--events", "60", "--seed", "7", "--sites", "fixed")
     microseis_cli("train", "--data", str(d / "DS"), "--out", str(d / "RUN"), "--epochs", "1",
                   "--max-batches", "3", "--quiet", "--force")
     microseis_cli("keygen", "--out", str(d / "KEYS"), "--name", "test")
