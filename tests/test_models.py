@@ -468,3 +468,27 @@ def test_onnx_export_with_noise_input_is_deterministic(tmp_path):
     for o, r in zip(out, ref):
         np.testing.assert_allclose(o, r.numpy(), atol=1e-4)
     np.testing.assert_array_equal(out[0], sess.run(None, feeds)[0])
+
+
+def test_soft_threshold_training_form_equals_the_export_form():
+    """SoftThreshold trains with sign(x) * relu(|x| - tau) (cheaper backward) and exports as
+    x - clamp(x, -tau, tau): same values and same gradients."""
+    import torch
+
+    from trainer.models.layers import SoftThreshold
+
+    torch.manual_seed(0)
+    layer = SoftThreshold(16)
+    x = torch.randn(4, 16, 200)
+    grads = []
+    for training in (True, False):
+        layer.train(training)
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (y * torch.linspace(-1, 1, 200)).sum().backward()
+        grads.append((y.detach(), xi.grad.clone(), [p.grad.clone() for p in layer.parameters()]))
+        layer.zero_grad()
+    (y1, gx1, gp1), (y2, gx2, gp2) = grads
+    assert torch.allclose(y1, y2) and torch.allclose(gx1, gx2)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gp1, gp2))
+    assert float((y1 == 0).float().mean()) > 0.05  # the threshold does zero some samples

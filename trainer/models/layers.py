@@ -168,5 +168,10 @@ class SoftThreshold(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tau = self.threshold(x)
+        if self.training and torch.is_grad_enabled():
+            # the same function and gradients; its backward is ~3x cheaper than that of
+            # maximum/minimum (masked_fill/eq/where: a quarter of a training step's CPU time,
+            # bench/train_profile.py)
+            return torch.sign(x) * torch.relu(x.abs() - tau)
         # x - clamp(x, -tau, tau) == sign(x) * relu(|x| - tau): four elementwise ops.
         return x - torch.minimum(torch.maximum(x, -tau), tau)
