@@ -206,6 +206,21 @@ def test_unknown_labels_are_reported_with_lines_and_skipped(synth, trained_run, 
     assert on_disk["data"]["skipped"] == m["data"]["skipped"]
 
 
+def test_without_stations_xml_the_learned_magnitude_is_not_a_number_in_counts(synth, trained_run, cache, tmp_path):
+    from trainer.evaluate import evaluate
+
+    ds = tmp_path / "ds"
+    shutil.copytree(synth, ds)
+    (ds / "stations.xml").unlink()
+    m = evaluate(trained_run, ds, tmp_path / "out", mc_passes=1, gradcam_events=0, cache_dir=cache)
+    assert m["data"]["units"] == "counts"
+    assert "magnitude" not in m
+    assert any("needs m/s" in n for n in m["notes"])
+    with open(tmp_path / "out" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["predicted_magnitude"] == "" for r in rows)
+
+
 # ------------------------------------------------------------------------------ predict
 def test_mc_dropout_passes_differ_and_are_seeded(resnet, synth, cache):
     from trainer.data import load_dataset

@@ -250,12 +250,18 @@ def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: s
     classes = tuple(scorer.classes)
     preds = scorer.predict(arrays.x, arrays.log_peak, mc_passes=mc_passes, seed=seed)
     correct = preds.pred == arrays.y
+    counts_only = scorer.has_magnitude and arrays.units != "m/s"
+    if counts_only:  # the learned magnitude reads a peak in m/s: never a number from counts
+        preds.magnitude = np.full(len(arrays), np.nan)
     metrics = evaluation_metrics(arrays.y, preds.pred, classes, arrays.magnitude, preds.magnitude,
                                  preds.uncertainty)
     metrics["uncertainty"] = _uncertainty_block(metrics.get("uncertainty"), preds, correct)
     notes: list[str] = []
     if not scorer.has_magnitude:
         notes.append("the model has no magnitude head: no magnitude scores")
+    elif counts_only:
+        notes.append("no stations.xml in the data (windows in counts): the learned magnitude needs "
+                     "m/s, left empty and not scored")
     elif "magnitude" not in metrics:
         notes.append("no earthquake with a known magnitude in the data: no magnitude scores")
 
