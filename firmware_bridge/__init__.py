@@ -1,4 +1,4 @@
-"""Digitizer link: the serial frame protocol of ``shared/spec/digitizer-frame.md``.
+"""Digitizer link: the serial frame protocol of ``docs/spec/digitizer-frame.md``.
 
 This package depends on nothing else of microseis-edge. It holds:
 

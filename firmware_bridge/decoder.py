@@ -1,6 +1,6 @@
 """Incremental decoder of digitizer frames: any byte chunks in, messages out, never raises.
 
-Implements every receiver rule of ``shared/spec/digitizer-frame.md``:
+Implements every receiver rule of ``docs/spec/digitizer-frame.md``:
 
 1. scan for ``A5 5A``; a header with a bad version, type, length or CRC-16 drops the first
    sync byte and the scan goes on;

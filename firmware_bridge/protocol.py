@@ -1,6 +1,6 @@
 """Constants, checksums and message types of the digitizer frame protocol, version 1.
 
-See ``shared/spec/digitizer-frame.md``. All integers on the wire are little-endian.
+See ``docs/spec/digitizer-frame.md``. All integers on the wire are little-endian.
 """
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ def load_dataset(
     require_labels: bool = True,
     progress: bool = True,
 ) -> tuple[EventArrays, list[RowError]]:
-    """Load a dataset folder (``shared/spec/dataset.md``) into :class:`EventArrays`.
+    """Load a dataset folder (``docs/spec/dataset.md``) into :class:`EventArrays`.
 
     Rows that cannot be used are returned as :class:`RowError` (file and line), never raised:
     unreadable files, missing components, NaNs, constant traces, unknown labels (not in

@@ -12,7 +12,7 @@ models. :func:`load_scorer` picks the scorer from the path:
 
 Outputs in ``out_dir`` (see ``docs/evaluation.md``)::
 
-    metrics.json      evaluation_metrics (shared/spec/cli.md) + model, data, skipped rows,
+    metrics.json      evaluation_metrics (docs/spec/cli.md) + model, data, skipped rows,
                       synthetic flags, uncertainty block, Grad-CAM note, list of figures
     predictions.csv   one row per event
     confusion.png  per_class.png  magnitude.png  uncertainty.png  curves.png  gradcam_<class>.png

@@ -1,4 +1,4 @@
-"""Scores of a model on labeled events: the ``metrics.json`` of ``shared/spec/cli.md``.
+"""Scores of a model on labeled events: the ``metrics.json`` of ``docs/spec/cli.md``.
 
 numpy only, so baselines, training and evaluation score the same way.
 """

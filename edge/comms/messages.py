@@ -1,8 +1,8 @@
-"""Payloads of the MQTT interface (shared/spec/mqtt.md) as dataclasses.
+"""Payloads of the MQTT interface (docs/spec/mqtt.md) as dataclasses.
 
 Each message has ``to_dict()`` (the JSON object, keys as the spec names them) and
 ``to_json()`` (compact UTF-8 text). Event messages validate against
-``shared/spec/schemas/event.schema.json`` (``"schema": "microseis/event/1"``).
+``docs/spec/schemas/event.schema.json`` (``"schema": "microseis/event/1"``).
 
 Times are ISO 8601 UTC strings with microseconds and a ``Z``: :func:`iso_utc`. Event ids are
 stable: :func:`event_id` depends only on the station and the trigger-on time, so an event

@@ -3,7 +3,7 @@
 
 Inputs (:func:`expand_inputs`):
 
-* a **dataset folder** (holds ``labels.csv``, ``shared/spec/dataset.md``): one row per
+* a **dataset folder** (holds ``labels.csv``, ``docs/spec/dataset.md``): one row per
   ``labels.csv`` row, in file order; the label's ``trigger_time`` is used
   (``trigger_source = "label"``) and picked with :func:`edge.signal.picking.pick_trigger` when
   empty (``"picked"``); the folder's ``stations.xml`` calibrates to m/s unless

@@ -1,4 +1,4 @@
-"""Reader for the labeled dataset folder (``/work/shared/spec/dataset.md``): obspy + csv only.
+"""Reader for the labeled dataset folder (``docs/spec/dataset.md``): obspy + csv only.
 
 A folder holds ``labels.csv``, waveform files any ``obspy.read`` opens, and optionally
 ``stations.xml``. Every problem with a row becomes a :class:`RowError` naming the 1-based

@@ -1,4 +1,4 @@
-"""Writes the dataset folder of ``shared/spec/dataset.md``.
+"""Writes the dataset folder of ``docs/spec/dataset.md``.
 
 ::
 
