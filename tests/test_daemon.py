@@ -230,6 +230,32 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, scenario):
     assert rc == 2 and "missing.toml" in err
 
 
+def test_check_writes_nothing(tmp_path, scenario):
+    """``run --check`` validates the configuration and the shipped model and exits 0, creating
+    none of the state folder, the outbox's folder or the archive, and opening no connection."""
+    root = tmp_path / "not-yet"
+    cfg = write_config(tmp_path / "c.toml", root / "state", [scenario], 1, extra=f"""
+outbox = "{root / 'spool' / 'outbox.sqlite'}"
+
+[archive]
+enabled = true
+path = "{root / 'archive'}"
+""")
+    before = sorted(tmp_path.rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(cfg), "--check"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"configuration {cfg}: ok" in r.stdout
+    assert not root.exists()
+    assert sorted(tmp_path.rglob("*")) == before
+    # the same check still fails, naming the key, where the station could not create a folder
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    bad = write_config(tmp_path / "bad.toml", tmp_path / "blocker" / "state", [scenario], 1)
+    r = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(bad), "--check"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "state.dir" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_offline_station_keeps_messages(tmp_path, scenario):
     """``[mqtt] enabled = false``: the replay is classified and the ends wait in the outbox."""
     state = tmp_path / "state"
