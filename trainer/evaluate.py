@@ -1,7 +1,7 @@
 """Evaluate a model on a labeled dataset folder: ``metrics.json``, ``predictions.csv``, figures.
 
 The model comes through a :class:`Scorer`, so the evaluation does not care whether it is a
-training run (torch, :class:`TorchRunScorer`) or -- later -- a signed model bundle with ONNX
+training run (torch, :class:`TorchRunScorer`) or a signed model bundle with ONNX (or TFLite)
 models. :func:`load_scorer` picks the scorer from the path:
 
 * a directory holding ``model.pt`` (or the ``model.pt`` file itself) -> :class:`TorchRunScorer`;
@@ -59,7 +59,7 @@ class EvaluationError(ValueError):
 class Scorer(Protocol):
     """What :func:`evaluate` needs from a model, whatever its format."""
 
-    #: "torch-run" or, later, "bundle"
+    #: "torch-run" or "bundle"
     kind: str
     #: the path it was loaded from
     source: str
