@@ -54,11 +54,15 @@ def assert_exact(blocks: list[SampleBlock], source) -> int:
 
 
 def stop_when_drained(sim: VirtualDigitizer, reader: SerialReader) -> None:
-    """Stop the reader once the simulator has sent everything and the reader has read every
-    byte of the pty (nothing pending on three polls in a row)."""
+    """Stop the reader once the simulator has sent everything and the reader, connected to the
+    simulator's current pty (after every unplug), has read every byte of it."""
+    def drained() -> bool:
+        return (reader.stats.connects > sim.stats.unplugs and sim.port.is_open
+                and sim.port.pending_input() == 0)
+
     def watch():
         sim.finished.wait(60)
-        wait_stable(lambda: sim.port.pending_input() == 0, timeout=30)
+        wait_stable(drained, timeout=30)
         reader.stop()
     threading.Thread(target=watch, daemon=True).start()
 
