@@ -11,6 +11,8 @@ This package depends on nothing else of microseis-edge. It holds:
 * :mod:`firmware_bridge.link_monitor` – per-channel link statistics;
 * ``c/`` – the reference firmware-side encoder in C.
 """
+from firmware_bridge.decoder import DecoderStats, FrameDecoder
+from firmware_bridge.encoder import FrameEncoder, encode_frame, encode_samples_payload
 from firmware_bridge.protocol import (
     ENC_INT16,
     ENC_INT24,
@@ -20,8 +22,6 @@ from firmware_bridge.protocol import (
     StatusMessage,
     StreamConfig,
 )
-from firmware_bridge.decoder import DecoderStats, FrameDecoder
-from firmware_bridge.encoder import FrameEncoder, encode_frame, encode_samples_payload
 
 __all__ = [
     "ENC_INT16",

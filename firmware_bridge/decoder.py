@@ -21,7 +21,6 @@ import json
 import struct
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Union
 
 import numpy as np
 
@@ -45,7 +44,7 @@ from firmware_bridge.protocol import (
     StreamConfig,
 )
 
-Message = Union[SampleBlock, StatusMessage, LogMessage]
+Message = SampleBlock | StatusMessage | LogMessage
 
 _HEAD = struct.Struct("<BBHIH")  # version, type, length, seq, hcrc (after the sync)
 _U32 = struct.Struct("<I")

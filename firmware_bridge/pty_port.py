@@ -106,7 +106,7 @@ class PtyPort:
     def close(self) -> None:
         self.unplug()
 
-    def __enter__(self) -> "PtyPort":
+    def __enter__(self) -> PtyPort:
         return self
 
     def __exit__(self, *exc) -> None:

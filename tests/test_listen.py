@@ -14,9 +14,17 @@ import pytest
 
 from edge.cli.listen import EVENT_SCHEMA, format_message, json_line, message_problems, parse_topic
 from edge.comms.messages import EventEnd, EventNew, Health, Magnitude, ModelRef, ModelState
+from tests.broker import (  # noqa: F401
+    Broker,
+    Subscriber,
+    TcpGate,
+    broker,
+    find_mosquitto,
+    free_port,
+    make_password_file,
+    make_test_pki,
+)
 from tests.util import wait_for
-from tests.broker import (Broker, Subscriber, broker, find_mosquitto, free_port,  # noqa: F401
-                          make_password_file, make_test_pki, TcpGate)
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32

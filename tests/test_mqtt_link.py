@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,17 @@ if str(REPO) not in sys.path:
 from edge.comms.messages import dumps  # noqa: E402
 from edge.comms.mqtt_link import MqttConfig, MqttLink  # noqa: E402
 from edge.comms.outbox import Outbox  # noqa: E402
+from tests.broker import (  # noqa: E402,F401
+    Broker,
+    Subscriber,
+    TcpGate,
+    broker,
+    find_mosquitto,
+    free_port,
+    make_password_file,
+    make_test_pki,
+)
 from tests.util import holds_for, wait_for  # noqa: E402
-from tests.broker import (Broker, Subscriber, TcpGate, broker, find_mosquitto, free_port,  # noqa: E402,F401
-                          make_password_file, make_test_pki)
 
 SHA = "0" * 64
 

@@ -7,7 +7,6 @@ the recording's own sample at that time: no fake samples, whatever the faults.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading

@@ -271,7 +271,7 @@ def test_udev_rule() -> None:
     rule = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert len(rule) == 1
     tokens = _udev_tokens(rule[0])
-    for key, attr, op, value in tokens:
+    for key, attr, op, _value in tokens:
         assert key in _UDEV_MATCH | _UDEV_ASSIGN | _UDEV_BOTH, f"unknown udev key {key}"
         if key in _UDEV_MATCH:
             assert op in ("==", "!="), f"{key} is a match key, got {op}"
@@ -283,7 +283,8 @@ def test_udev_rule() -> None:
             assert not attr, f"{key} takes no {{name}}"
     d = {f"{k}{a}{op}": v for k, a, op, v in tokens}
     assert d['SUBSYSTEM=='] == "tty"
-    assert re.fullmatch(r"[0-9a-f]{4}", d["ATTRS{idVendor}=="]) and re.fullmatch(r"[0-9a-f]{4}", d["ATTRS{idProduct}=="])
+    assert re.fullmatch(r"[0-9a-f]{4}", d["ATTRS{idVendor}=="])
+    assert re.fullmatch(r"[0-9a-f]{4}", d["ATTRS{idProduct}=="])
     assert d["SYMLINK+="] == "digitizer"  # += keeps the ttyUSB0/ttyACM0 name, adds /dev/digitizer
     assert d["GROUP="] == "dialout" and d["MODE="] == "0660"
     assert d["ENV{ID_MM_DEVICE_IGNORE}="] == "1" and d["TAG+="] == "systemd"

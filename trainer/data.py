@@ -14,9 +14,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class EventArrays:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "EventArrays":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> EventArrays:
         """The events at ``idx`` (indices or a boolean mask), in that order."""
         idx = np.asarray(idx)
         if idx.dtype == bool:
@@ -69,7 +69,7 @@ class EventArrays:
         return {c: int(np.sum(self.y == i)) for i, c in enumerate(self.classes)}
 
     @classmethod
-    def concatenate(cls, parts: Sequence["EventArrays"]) -> "EventArrays":
+    def concatenate(cls, parts: Sequence[EventArrays]) -> EventArrays:
         if not parts:
             raise ValueError("nothing to concatenate")
         first = parts[0]

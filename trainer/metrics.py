@@ -4,7 +4,7 @@ numpy only, so baselines, training and evaluation score the same way.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -1,8 +1,8 @@
 """``curves.png`` of a training run: losses and validation scores per epoch (both stages)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["plot_training_curves"]
 

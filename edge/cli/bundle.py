@@ -70,7 +70,7 @@ def _fail(args: argparse.Namespace, path, reason: str, code: str) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edge.model.bundle import BundleError, StationCompat, default_trusted_keys, load_trusted_keys, KEYS_DIR
+    from edge.model.bundle import KEYS_DIR, BundleError, StationCompat, default_trusted_keys, load_trusted_keys
 
     station = None
     if args.channels is not None or args.rate is not None:

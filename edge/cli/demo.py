@@ -88,8 +88,8 @@ class _Printer:
 
 
 def _config(state: Path, host: str, port: int, speed: float, faults: str):
-    from edge.station.config import StationConfig
     from edge.demo import scenario_path, stations_path
+    from edge.station.config import StationConfig
 
     return StationConfig.from_dict({
         "station": {"id": STATION, "channels": ["HHZ", "HHN", "HHE"], "sampling_rate": 250.0},
@@ -185,8 +185,8 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from edge.station.daemon import Daemon, DaemonError
     from edge.demo import load_scenario
+    from edge.station.daemon import Daemon, DaemonError
 
     if args.speed <= 0:
         raise CommandError(f"--speed must be > 0, got {args.speed}")

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    from edge.station.daemon import Daemon, DaemonError
     from edge.comms.outbox import OutboxError
+    from edge.station.daemon import Daemon, DaemonError
 
     try:
         # --check writes nothing: no state folder, archive, outbox or broker connection

@@ -32,14 +32,16 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import TextIO
 
 import numpy as np
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
+from edge.model.inference import EventClassifier
 from edge.signal.dataset import (
     LABELS_FILE,
     DatasetError,
@@ -50,9 +52,8 @@ from edge.signal.dataset import (
     read_stations,
     sensitivity_for,
 )
-from edge.model.inference import EventClassifier
-from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
 from edge.signal.picking import TriggerPick, pick_trigger
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
 
 __all__ = [
     "BatchOptions",

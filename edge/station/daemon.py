@@ -17,18 +17,19 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from obspy import UTCDateTime
 
+from edge.comms.messages import Health, ModelState, iso_utc
 from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
 from edge.model.inference import EventClassifier
-from edge.comms.messages import Health, ModelState, iso_utc
+from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
-from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 
 __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 
@@ -141,7 +142,7 @@ class Daemon:
                                     runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
 
     def _load_classifier(self) -> EventClassifier:
-        from edge.model.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
+        from edge.model.bundle import INSTALLED_BUNDLE_NAME, current_model_dir
 
         m = self.config.model
         path = m.bundle or None
@@ -205,8 +206,8 @@ class Daemon:
 
     def _open(self) -> None:
         """Create the state folder, the archive, the outbox, the MQTT link and the pipeline."""
-        from edge.comms.outbox import Outbox
         from edge.comms.mqtt_link import MqttLink
+        from edge.comms.outbox import Outbox
 
         cfg = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -227,8 +228,9 @@ class Daemon:
 
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
+        feed = _ArchiveFeed(self.archive) if self.archive else None
         self.pipeline = EventPipeline(self.station, self._trigger, self.classifier,
-                                      publisher, self._settings, archive=_ArchiveFeed(self.archive) if self.archive else None)
+                                      publisher, self._settings, archive=feed)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
