@@ -13,11 +13,7 @@ import hashlib
 import json
 import logging
 import os
-<<<<<<< HEAD
-=======
-import sys
 from collections.abc import Sequence
->>>>>>> spec
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -28,11 +28,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-<<<<<<< HEAD
-from typing import Any, Sequence
-=======
-from typing import Any, Protocol, runtime_checkable
->>>>>>> spec
+from typing import Any
 
 import numpy as np
 
@@ -65,52 +61,6 @@ UNCERTAINTY_DEFINITION = ("predictive entropy of the class probabilities average
                           "1 = uniform")
 
 
-<<<<<<< HEAD
-=======
-class EvaluationError(ValueError):
-    """A problem the user can fix (missing run, missing data, no usable rows): one line."""
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """What :func:`evaluate` needs from a model, whatever its format."""
-
-    #: "torch-run" or "bundle"
-    kind: str
-    #: the path it was loaded from
-    source: str
-    #: a short name (run directory name, bundle name + version)
-    name: str
-    #: class names in the model's output order
-    classes: tuple[str, ...]
-    #: the model's input window (what the data must be cut and filtered with)
-    window: WindowSpec
-    #: True when the model was trained on synthetic data (None when unknown)
-    synthetic: bool | None
-    #: whether the model predicts magnitude
-    has_magnitude: bool
-
-    def predict(self, x: np.ndarray, log_peak: np.ndarray, mc_passes: int = 20,
-                seed: int = 0) -> Predictions:
-        """Predictions for normalised windows ``x`` (N, 3, n) and ``log_peak`` (N,)."""
-        ...
-
-    def gradcam(self, x: np.ndarray, log_peak: np.ndarray,
-                target: np.ndarray | None = None) -> np.ndarray:
-        """(N, n) Grad-CAM maps in [0, 1]; raises ``GradCamUnsupported`` (a ValueError) with
-        the reason when the model cannot give them."""
-        ...
-
-    def history(self) -> list[dict] | None:
-        """Training history (epoch records) when known."""
-        ...
-
-    def describe(self) -> dict:
-        """JSON-able description for ``metrics.json["model"]``."""
-        ...
-
-
->>>>>>> spec
 class TorchRunScorer:
     """A training run directory (:mod:`trainer.run`) scored with torch."""
 
