@@ -9,6 +9,7 @@ is never swapped in the middle of an event.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -55,16 +56,28 @@ class ProcessStats:
         return round(pct, 1)
 
     @staticmethod
-    def rss_mb() -> float:
-        """Resident memory now (MB), from /proc; the peak from getrusage elsewhere."""
+    def _status_mb(key: str) -> float | None:
+        """A ``kB`` line of /proc/self/status (``VmRSS``, ``VmHWM``) in MB (1 MB = 1024 kB)."""
         try:
             with open("/proc/self/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(key + ":"):
                         return round(int(line.split()[1]) / 1024.0, 1)
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        return None
+
+    @classmethod
+    def rss_mb(cls) -> float:
+        """Resident memory now (MB): the kernel's VmRSS (what ``ps``/``top`` show)."""
+        now = cls._status_mb("VmRSS")
+        return now if now is not None else cls.rss_peak_mb()
+
+    @classmethod
+    def rss_peak_mb(cls) -> float:
+        """Peak resident memory since start (MB): VmHWM (getrusage's ru_maxrss without /proc)."""
+        peak = cls._status_mb("VmHWM")
+        return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 class _LinkPublisher:
@@ -93,6 +106,9 @@ class Daemon:
         on_end: called with every ``end`` message (``demo`` prints them).
     """
 
+    #: while the outbox cannot write, retry writing its in-memory backlog this often (s)
+    OUTBOX_RETRY_S = 2.0
+
     def __init__(self, config, source: Iterator[Chunk | LinkNote] | None = None,
                  on_end: Callable[[dict], None] | None = None, install_signals: bool = True) -> None:
         self.config = config
@@ -111,6 +127,7 @@ class Daemon:
         self.last_model_result: dict[str, Any] = {"status": "ok", "message": "started"}
         #: messages still in the outbox when :meth:`run` returned (None before)
         self.outbox_depth_at_exit: int | None = None
+        self._next_outbox_retry = 0.0
         self._setup()
 
     # ------------------------------------------------------------------ setup
@@ -174,7 +191,8 @@ class Daemon:
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
         outbox_path = cfg.state.outbox or self.state_dir / "outbox.sqlite"
-        self.outbox = Outbox(outbox_path)
+        # a full disk: the archive gives way first (alerts wait in memory meanwhile)
+        self.outbox = Outbox(outbox_path, on_full=self._make_room)
         self.link = MqttLink(cfg.mqtt, self.station, self.outbox) if cfg.mqtt.enabled else None
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
@@ -188,6 +206,11 @@ class Daemon:
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
+
+    def _make_room(self) -> None:
+        """The outbox cannot write: free disk space by pruning the oldest archive day-files."""
+        if self.archive is not None:
+            self.archive.make_room()
 
     # ------------------------------------------------------------------ source
     def _source(self) -> Iterator[Chunk | LinkNote]:
@@ -284,9 +307,12 @@ class Daemon:
         return 0
 
     def _service(self) -> None:
-        """Per-loop chores: watchdog, stale events, queued commands."""
+        """Per-loop chores: watchdog, stale events, queued commands, the outbox's backlog."""
         self.notifier.watchdog()
         self.pipeline.tick()
+        if self.outbox.disk_full and time.monotonic() >= self._next_outbox_retry:
+            self._next_outbox_retry = time.monotonic() + self.OUTBOX_RETRY_S
+            self.outbox.retry()
         while True:
             try:
                 kind, payload = self.commands.get_nowait()
@@ -316,7 +342,9 @@ class Daemon:
             last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
             extra={"samples": p.samples, "restarts": self.counters.restarts,
                    "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
-                   "events": p.events_ended, "open_events": len(p.open)},
+                   "events": p.events_ended, "open_events": len(p.open),
+                   "rss_peak_mb": self.process.rss_peak_mb(), "disk_full": self.outbox.disk_full,
+                   "outbox_backlog": self.outbox.backlog, "outbox_dropped": self.outbox.dropped},
         ).to_dict()
 
     def publish_health(self) -> None:
@@ -409,10 +437,16 @@ class _OfflinePublisher:
 
 
 class _ArchiveFeed:
-    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes)."""
+    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes). A write
+    that fails (a full disk) costs that piece of the archive, never the station: it is logged
+    (once per minute), and ENOSPC prunes the oldest day-files."""
+
+    LOG_EVERY_S = 60.0
 
     def __init__(self, archive) -> None:
         self.archive = archive
+        self.failures = 0
+        self._last_log = -1e9
 
     def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
         from obspy import Stream, Trace
@@ -421,7 +455,19 @@ class _ArchiveFeed:
         tr = Trace(data=data.astype("int32", copy=False))
         tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
         tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
-        self.archive.write(Stream([tr]))
+        try:
+            self.archive.write(Stream([tr]))
+        except OSError as exc:
+            self.failures += 1
+            if time.monotonic() - self._last_log >= self.LOG_EVERY_S:
+                self._last_log = time.monotonic()
+                log.warning("archive: write failed (%s): data dropped from the archive (%d failures "
+                            "since start)", exc.strerror or exc, self.failures)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                try:
+                    self.archive.make_room()
+                except OSError as exc2:
+                    log.warning("archive: cannot make room: %s", exc2)
 
     def write_snippet(self, msg_id: str, st, meta: dict) -> Path:
         return self.archive.write_snippet(msg_id, st, meta)
