@@ -39,6 +39,21 @@ def test_demo_detects_and_classifies_every_scripted_event():
     quake = [r for r in rows if r["expected"] == "earthquake"]
     assert all(r["ml"] is not None for r in quake)  # S-P picked, ML from stations.xml
     assert "SYNTHETIC" in res.stderr
+    # the keys the CLI spec promises
+    assert [e["id"] for e in out["events"]] == sorted(e["id"] for e in out["events"])
+    assert {e["class"] for e in out["events"]} >= {r["expected"] for r in rows}
+    assert sum(out["by_class"].values()) == out["ends"]
+    assert 0 < out["latency_ms_p50"] <= out["latency_ms_p99"] == max(e["latency_ms"] for e in out["events"])
+
+
+def test_demo_duration_stops_early_and_summarises_what_was_played():
+    res = subprocess.run([sys.executable, "-m", "edge", "demo", "--speed", "10", "--duration", "4", "--json"],
+                         capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["wall_s"] < 10  # the whole scenario takes 17 s at 10x
+    assert 1 <= out["scripted"] < 5 and out["found"] == out["scripted"]
+    assert len(out["events"]) == out["ends"] >= out["found"]
 
 
 def test_demo_prints_alerts_and_a_summary():
@@ -54,6 +69,9 @@ def test_demo_prints_alerts_and_a_summary():
 
 
 def test_demo_bad_options():
+    res = subprocess.run([sys.executable, "-m", "edge", "demo", "--duration", "0"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert res.returncode == 2 and "--duration" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run([sys.executable, "-m", "edge", "demo", "--broker", "nonsense"],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert res.returncode == 2 and "HOST:PORT" in res.stderr.strip().splitlines()[-1]
