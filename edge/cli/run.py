@@ -49,4 +49,8 @@ def run(args: argparse.Namespace) -> int:
               f"{info.precision}{', synthetic training data' if info.synthetic else ''})")
         daemon.outbox.close()
         return 0
-    return daemon.run()
+    try:
+        return daemon.run()
+    except DaemonError as exc:  # e.g. an unreadable replay file
+        daemon.outbox.close()
+        raise CommandError(str(exc)) from None

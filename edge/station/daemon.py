@@ -166,6 +166,12 @@ class Daemon:
         from edge.trigger.stream import StreamingTrigger
 
         cfg = self.config
+        if self._source_override is None and cfg.source.kind in ("replay", "simulate"):
+            if cfg.source.kind == "replay" and not cfg.source.files:
+                raise DaemonError("[source] files: a replay needs at least one waveform file")
+            for f in cfg.source.files:
+                if not Path(f).is_file():
+                    raise DaemonError(f"[source] files: no such file {f}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.classifier = self._load_classifier()
         if self.classifier.info.synthetic:
@@ -222,7 +228,17 @@ class Daemon:
             return serial_chunks(s.port, s.baud, net, sta, self.config.station.location,
                                  self.config.station.channels, self.stop_event, self.counters)
         if s.kind == "replay":
-            return replay_chunks(s.files, s.speed, self.stop_event)
+            from obspy import Stream, read
+
+            stream = Stream()
+            for f in s.files:  # read up front: an unreadable file is a one-line error, not a traceback
+                try:
+                    stream += read(str(f))
+                except Exception as exc:  # noqa: BLE001 -- name the file, not ObsPy's internals
+                    raise DaemonError(f"[source] files: cannot read {f}: {exc}") from None
+            if not len(stream):
+                raise DaemonError(f"[source] files: no waveform data in {', '.join(map(str, s.files))}")
+            return replay_chunks(s.files, s.speed, self.stop_event, stream=stream)
         if s.kind == "simulate":
             return self._simulated()
         raise DaemonError(f"[source] kind {s.kind!r} unknown")
@@ -236,7 +252,8 @@ class Daemon:
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
-        sim = VirtualDigitizer(src, SimulatorConfig(speed=s.speed or 1.0, faults=faults,
+        # speed 0 = no pacing: as fast as the serial reader takes the frames (not real time)
+        sim = VirtualDigitizer(src, SimulatorConfig(speed=float(s.speed), faults=faults,
                                                     restamp_now=not s.files))
         sim.start()
         # with waveform files the virtual digitizer stops at their end: read on for a moment
@@ -270,6 +287,7 @@ class Daemon:
         if self._install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+        source = self._source()  # DaemonError (exit 2) before anything is published
         if self.link is not None:
             self.link.connect()
             self._publish_model()
@@ -278,7 +296,7 @@ class Daemon:
         interval = float(self.config.health.interval_s)
         next_health = time.monotonic() + min(5.0, interval)
         try:
-            for item in self._source():
+            for item in source:
                 if isinstance(item, Chunk):
                     self.pipeline.process(item)
                 elif isinstance(item, LinkNote):
