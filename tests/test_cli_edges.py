@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from obspy import Stream, Trace, UTCDateTime
 
 from tests.test_daemon import finish, scenario, start_daemon, write_config  # noqa: F401
