@@ -103,6 +103,10 @@ def outbox_ids(state: Path) -> list[str]:
     db = sqlite3.connect(state / "outbox.sqlite")
     try:
         return [r[0] for r in db.execute("SELECT msg_id FROM outbox ORDER BY id")]
+    except sqlite3.OperationalError as exc:  # the daemon created the file, not yet the table
+        if "no such table" in str(exc):
+            return []
+        raise
     finally:
         db.close()
 

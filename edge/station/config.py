@@ -384,7 +384,7 @@ def _trigger_cls() -> type:
 
 
 def _mqtt_cls() -> type:
-    from edge.comms.mqtt_link import MqttConfig
+    from edge.comms.mqtt_settings import MqttConfig
 
     return MqttConfig
 

@@ -9,6 +9,7 @@ is never swapped in the middle of an event.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -68,16 +69,28 @@ class ProcessStats:
         return round(pct, 1)
 
     @staticmethod
-    def rss_mb() -> float:
-        """Resident memory now (MB), from /proc; the peak from getrusage elsewhere."""
+    def _status_mb(key: str) -> float | None:
+        """A ``kB`` line of /proc/self/status (``VmRSS``, ``VmHWM``) in MB (1 MB = 1024 kB)."""
         try:
             with open("/proc/self/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(key + ":"):
                         return round(int(line.split()[1]) / 1024.0, 1)
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        return None
+
+    @classmethod
+    def rss_mb(cls) -> float:
+        """Resident memory now (MB): the kernel's VmRSS (what ``ps``/``top`` show)."""
+        now = cls._status_mb("VmRSS")
+        return now if now is not None else cls.rss_peak_mb()
+
+    @classmethod
+    def rss_peak_mb(cls) -> float:
+        """Peak resident memory since start (MB): VmHWM (getrusage's ru_maxrss without /proc)."""
+        peak = cls._status_mb("VmHWM")
+        return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 class _LinkPublisher:
@@ -110,6 +123,9 @@ class Daemon:
             MQTT link is opened. Such a daemon cannot :meth:`run`.
     """
 
+    #: while the outbox cannot write, retry writing its in-memory backlog this often (s)
+    OUTBOX_RETRY_S = 2.0
+
     def __init__(self, config, source: Iterator[Chunk | LinkNote] | None = None,
                  on_end: Callable[[dict], None] | None = None, install_signals: bool = True,
                  check_only: bool = False) -> None:
@@ -129,6 +145,7 @@ class Daemon:
         self.last_model_result: dict[str, Any] = {"status": "ok", "message": "started"}
         #: messages still in the outbox when :meth:`run` returned (None before)
         self.outbox_depth_at_exit: int | None = None
+        self._next_outbox_retry = 0.0
         self.check_only = check_only
         self._prepare()
         if check_only:
@@ -165,6 +182,12 @@ class Daemon:
     def _prepare(self) -> None:
         """Everything that reads and validates but writes nothing: model, StationXML, trigger."""
         cfg = self.config
+        if self._source_override is None and cfg.source.kind in ("replay", "simulate"):
+            if cfg.source.kind == "replay" and not cfg.source.files:
+                raise DaemonError("[source] files: a replay needs at least one waveform file")
+            for f in cfg.source.files:
+                if not Path(f).is_file():
+                    raise DaemonError(f"[source] files: no such file {f}")
         self.classifier = self._load_classifier()
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
@@ -218,7 +241,8 @@ class Daemon:
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
         outbox_path = cfg.state.outbox or self.state_dir / "outbox.sqlite"
-        self.outbox = Outbox(outbox_path)
+        # a full disk: the archive gives way first (alerts wait in memory meanwhile)
+        self.outbox = Outbox(outbox_path, on_full=self._make_room)
         self.link = MqttLink(cfg.mqtt, self.station, self.outbox) if cfg.mqtt.enabled else None
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
@@ -232,6 +256,11 @@ class Daemon:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
 
+    def _make_room(self) -> None:
+        """The outbox cannot write: free disk space by pruning the oldest archive day-files."""
+        if self.archive is not None:
+            self.archive.make_room()
+
     # ------------------------------------------------------------------ source
     def _source(self) -> Iterator[Chunk | LinkNote]:
         if self._source_override is not None:
@@ -242,7 +271,17 @@ class Daemon:
             return serial_chunks(s.port, s.baud, net, sta, self.config.station.location,
                                  self.config.station.channels, self.stop_event, self.counters)
         if s.kind == "replay":
-            return replay_chunks(s.files, s.speed, self.stop_event)
+            from obspy import Stream, read
+
+            stream = Stream()
+            for f in s.files:  # read up front: an unreadable file is a one-line error, not a traceback
+                try:
+                    stream += read(str(f))
+                except Exception as exc:  # noqa: BLE001 -- name the file, not ObsPy's internals
+                    raise DaemonError(f"[source] files: cannot read {f}: {exc}") from None
+            if not len(stream):
+                raise DaemonError(f"[source] files: no waveform data in {', '.join(map(str, s.files))}")
+            return replay_chunks(s.files, s.speed, self.stop_event, stream=stream)
         if s.kind == "simulate":
             return self._simulated()
         raise DaemonError(f"[source] kind {s.kind!r} unknown")
@@ -252,7 +291,8 @@ class Daemon:
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
-        sim = VirtualDigitizer(src, SimulatorConfig(speed=s.speed or 1.0, faults=faults,
+        # speed 0 = no pacing: as fast as the serial reader takes the frames (not real time)
+        sim = VirtualDigitizer(src, SimulatorConfig(speed=float(s.speed), faults=faults,
                                                     restamp_now=not s.files))
         sim.start()
         # with waveform files the virtual digitizer stops at their end: read on for a moment
@@ -288,6 +328,7 @@ class Daemon:
         if self._install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+        source = self._source()  # DaemonError (exit 2) before anything is published
         if self.link is not None:
             self.link.connect()
             self._publish_model()
@@ -296,7 +337,7 @@ class Daemon:
         interval = float(self.config.health.interval_s)
         next_health = time.monotonic() + min(5.0, interval)
         try:
-            for item in self._source():
+            for item in source:
                 if isinstance(item, Chunk):
                     self.pipeline.process(item)
                 elif isinstance(item, LinkNote):
@@ -325,9 +366,12 @@ class Daemon:
         return 0
 
     def _service(self) -> None:
-        """Per-loop chores: watchdog, stale events, queued commands."""
+        """Per-loop chores: watchdog, stale events, queued commands, the outbox's backlog."""
         self.notifier.watchdog()
         self.pipeline.tick()
+        if self.outbox.disk_full and time.monotonic() >= self._next_outbox_retry:
+            self._next_outbox_retry = time.monotonic() + self.OUTBOX_RETRY_S
+            self.outbox.retry()
         while True:
             try:
                 kind, payload = self.commands.get_nowait()
@@ -357,7 +401,9 @@ class Daemon:
             last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
             extra={"samples": p.samples, "restarts": self.counters.restarts,
                    "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
-                   "events": p.events_ended, "open_events": len(p.open)},
+                   "events": p.events_ended, "open_events": len(p.open),
+                   "rss_peak_mb": self.process.rss_peak_mb(), "disk_full": self.outbox.disk_full,
+                   "outbox_backlog": self.outbox.backlog, "outbox_dropped": self.outbox.dropped},
         ).to_dict()
 
     def publish_health(self) -> None:
@@ -444,17 +490,35 @@ class _OfflinePublisher:
 
 
 class _ArchiveFeed:
-    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes)."""
+    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes). A write
+    that fails (a full disk) costs that piece of the archive, never the station: it is logged
+    (once per minute), and ENOSPC prunes the oldest day-files."""
+
+    LOG_EVERY_S = 60.0
 
     def __init__(self, archive) -> None:
         self.archive = archive
+        self.failures = 0
+        self._last_log = -1e9
 
     def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
         net, sta, loc, cha = seed_id.split(".")
         tr = Trace(data=data.astype("int32", copy=False))
         tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
         tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
-        self.archive.write(Stream([tr]))
+        try:
+            self.archive.write(Stream([tr]))
+        except OSError as exc:
+            self.failures += 1
+            if time.monotonic() - self._last_log >= self.LOG_EVERY_S:
+                self._last_log = time.monotonic()
+                log.warning("archive: write failed (%s): data dropped from the archive (%d failures "
+                            "since start)", exc.strerror or exc, self.failures)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                try:
+                    self.archive.make_room()
+                except OSError as exc2:
+                    log.warning("archive: cannot make room: %s", exc2)
 
     def write_snippet(self, msg_id: str, st, meta: dict) -> Path:
         return self.archive.write_snippet(msg_id, st, meta)
