@@ -26,7 +26,8 @@ from obspy import UTCDateTime
 from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
 from edge.model.inference import EventClassifier
 from edge.comms.messages import Health, ModelState, iso_utc
-from edge.station.pipeline import EventPipeline, EventSettings
+from edge.station.assemble import (SetupError, build_pipeline, load_classifier, open_bundle,
+                                   read_station_inventory, station_compat)
 from edge.station.sd_notify import Notifier
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 
@@ -35,8 +36,8 @@ __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 log = logging.getLogger(__name__)
 
 
-class DaemonError(RuntimeError):
-    """The daemon cannot start (bad model, unreadable files); the message says why."""
+#: The daemon cannot start (bad model, unreadable files); the message says why.
+DaemonError = SetupError
 
 
 @dataclass
@@ -121,51 +122,23 @@ class Daemon:
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
     def _compat(self) -> StationCompat:
-        return StationCompat(channels=tuple(c[-1] for c in self.config.station.channels),
-                             sampling_rate=float(self.config.station.sampling_rate))
+        return station_compat(self.config)
 
     def _open_bundle(self, path: Path | str | None) -> EventClassifier:
         """Verify and load a bundle (None: the shipped default) the way this station runs it."""
-        m = self.config.model
-        return EventClassifier.load(path, trusted_keys=m.trusted_keys or None, station=self._compat(),
-                                    runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
-
-    def _load_classifier(self) -> EventClassifier:
-        from edge.model.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
-
-        m = self.config.model
-        path = m.bundle or None
-        installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
-        if installed is not None and not m.bundle:
-            path = installed / INSTALLED_BUNDLE_NAME  # a pushed model survives restarts
-        try:
-            return self._open_bundle(path)
-        except BundleError as exc:
-            raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
+        return open_bundle(self.config, path)
 
     def _setup(self) -> None:
         from edge.comms.outbox import Outbox
         from edge.comms.mqtt_link import MqttLink
-        from edge.trigger.stream import StreamingTrigger
 
         cfg = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.classifier = self._load_classifier()
+        self.classifier = load_classifier(cfg, self.models_dir)
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
-        inventory = None
-        if cfg.magnitude.stationxml:
-            from obspy import read_inventory
-
-            try:
-                inventory = read_inventory(cfg.magnitude.stationxml)
-            except Exception as exc:  # noqa: BLE001
-                raise DaemonError(f"[magnitude] stationxml {cfg.magnitude.stationxml}: {exc}") from None
-        settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
-                                 max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
-                                 sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                 vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+        inventory = read_station_inventory(cfg)
         self.archive = None
         if cfg.archive.enabled:
             from edge.station.archive import SdsArchive
@@ -183,8 +156,8 @@ class Daemon:
 
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        self.pipeline = EventPipeline(self.station, StreamingTrigger(cfg.trigger), self.classifier,
-                                      publisher, settings, archive=_ArchiveFeed(self.archive) if self.archive else None)
+        self.pipeline = build_pipeline(cfg, self.station, self.classifier, publisher, inventory,
+                                       archive=self.archive)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
@@ -406,22 +379,3 @@ class _OfflinePublisher:
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)
-
-
-class _ArchiveFeed:
-    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes)."""
-
-    def __init__(self, archive) -> None:
-        self.archive = archive
-
-    def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        from obspy import Stream, Trace
-
-        net, sta, loc, cha = seed_id.split(".")
-        tr = Trace(data=data.astype("int32", copy=False))
-        tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
-        tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
-        self.archive.write(Stream([tr]))
-
-    def write_snippet(self, msg_id: str, st, meta: dict) -> Path:
-        return self.archive.write_snippet(msg_id, st, meta)
