@@ -113,7 +113,9 @@ def _score(catalog: str, events: list, result) -> tuple[Any, int]:
             if sid is None or plan.covers(e.time, sid):
                 kept.append(e)  # other sites' events are counted apart by score()
     if sites:
-        hours: Any = {sid: s.hours for sid, s in plan.stations.items()}
+        # the stations the catalogue names are scored; others' alerts are counted apart
+        named = {station_of(site) for site in sites} - {None}
+        hours: Any = {sid: s.hours for sid, s in plan.stations.items() if sid in named}
     elif len(stations) == 1:
         hours = plan.stations[stations[0]].hours
     else:
