@@ -153,7 +153,7 @@ def _table(summary: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from edge.comms.messages import dumps
-    from edge.model.bundle import StationCompat
+    from edge.model.manifest import StationCompat
     from edge.station.assemble import SetupError, load_classifier, read_station_inventory
     from edge.station.replay import DEFAULT_CHUNK_S, Publisher, ReplayError, check_model, replay, scan
 

@@ -12,9 +12,12 @@ from typing import Any
 
 from obspy import Inventory, Stream, Trace, read_inventory
 
-from edge.model.bundle import BundleError, StationCompat
+from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
+from edge.model.install import current_model_dir
+from edge.model.manifest import StationCompat
 from edge.station.pipeline import EventPipeline, EventSettings, Publisher
+from edge.trigger.stream import StreamingTrigger
 
 __all__ = ["SetupError", "station_compat", "open_bundle", "load_classifier", "read_station_inventory",
            "event_settings", "build_pipeline", "ArchiveFeed"]
@@ -47,8 +50,6 @@ def load_classifier(cfg, models_dir: Path, bundle: Path | str | None = None,
                     compat: StationCompat | None = None) -> EventClassifier:
     """The bundle the station runs: ``bundle`` when given, else ``[model] bundle``, else the
     last one pushed and installed in ``models_dir``, else the shipped default."""
-    from edge.model.bundle import INSTALLED_BUNDLE_NAME, current_model_dir
-
     path = bundle or cfg.model.bundle or None
     if path is None:
         installed = current_model_dir(models_dir) if Path(models_dir).exists() else None
@@ -89,8 +90,6 @@ def build_pipeline(cfg, station: str, classifier: EventClassifier, publisher: Pu
     """The event pipeline of station ``station`` (``NET.STA``): the streaming trigger of
     ``[trigger]``, ``classifier``, the event settings, and ``archive`` (an
     :class:`edge.station.archive.SdsArchive`, or None: nothing written)."""
-    from edge.trigger.stream import StreamingTrigger
-
     return EventPipeline(station, StreamingTrigger(cfg.trigger), classifier, publisher,
                          event_settings(cfg, inventory),
                          archive=ArchiveFeed(archive) if archive is not None else None)

@@ -23,13 +23,24 @@ from typing import Any, Callable, Iterator
 
 from obspy import UTCDateTime
 
-from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
+from edge.comms.messages import Health, ModelState, dumps, iso_utc
+from edge.comms.mqtt_link import MqttLink
+from edge.comms.outbox import Outbox
+from edge.comms.topics import Topics
+from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
-from edge.comms.messages import Health, ModelState, iso_utc
+from edge.model.install import install_bundle, rollback
+from edge.model.keys import default_trusted_keys, load_trusted_keys
+from edge.model.manifest import StationCompat
+from edge.station.archive import SdsArchive
 from edge.station.assemble import (SetupError, build_pipeline, load_classifier, open_bundle,
                                    read_station_inventory, station_compat)
-from edge.station.sd_notify import Notifier
+from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
+from edge.station.sd_notify import Notifier
+from firmware_bridge.faults import FaultSpec
+from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
+from firmware_bridge.sources import NoiseSource, source_from_files
 
 __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 
@@ -116,8 +127,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
-        from edge.model.bundle import default_trusted_keys, load_trusted_keys
-
         keys = self.config.model.trusted_keys
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
@@ -129,9 +138,6 @@ class Daemon:
         return open_bundle(self.config, path)
 
     def _setup(self) -> None:
-        from edge.comms.outbox import Outbox
-        from edge.comms.mqtt_link import MqttLink
-
         cfg = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.classifier = load_classifier(cfg, self.models_dir)
@@ -141,8 +147,6 @@ class Daemon:
         inventory = read_station_inventory(cfg)
         self.archive = None
         if cfg.archive.enabled:
-            from edge.station.archive import SdsArchive
-
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
@@ -152,8 +156,6 @@ class Daemon:
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
         else:
-            from edge.comms.mqtt_link import Topics
-
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
         self.pipeline = build_pipeline(cfg, self.station, self.classifier, publisher, inventory,
@@ -179,10 +181,6 @@ class Daemon:
 
     def _simulated(self) -> Iterator[Chunk | LinkNote]:
         """The virtual digitizer on a pseudo-terminal, read through the real serial path."""
-        from firmware_bridge.faults import FaultSpec
-        from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
-        from firmware_bridge.sources import NoiseSource, source_from_files
-
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
@@ -313,8 +311,6 @@ class Daemon:
     def _switch_model(self, model_dir: Path, message: str) -> None:
         """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
         pipeline runs from the next event on."""
-        from edge.model.bundle import INSTALLED_BUNDLE_NAME
-
         self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
         self.pipeline.classifier = self.classifier
         self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
@@ -347,8 +343,6 @@ class Daemon:
                 self._publish_model()
                 data = {"model": prev.name}
             elif name == "reload":
-                from edge.station.config import load_config
-
                 new = load_config(self.config.source_path) if getattr(self.config, "source_path", None) else None
                 if new is not None:
                     self.config.health.interval_s = new.health.interval_s
@@ -374,8 +368,6 @@ class _OfflinePublisher:
         log.info("new %s (offline)", msg["id"])
 
     def event_end(self, msg: dict[str, Any]) -> None:
-        from edge.comms.messages import dumps
-
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from obspy import Inventory, Stream, UTCDateTime, read
 
-from edge.model.bundle import BundleError
+from edge.model.format import BundleError
 from edge.model.inference import EventClassifier
 from edge.station.assemble import build_pipeline, station_compat
 from edge.station.input import Chunk
