@@ -91,7 +91,12 @@ def _catalog(args: argparse.Namespace, classes: tuple[str, ...]):
 def _score(catalog: str, events: list, result) -> tuple[Any, int]:
     """The scorecard of ``result`` against the catalogue ``events``; catalogue events outside
     the data replayed are left out (their count is returned with it)."""
-    from edge.station.scorecard import ScorecardError, alerts_from_dicts, score, site_matches
+    from edge.station.scorecard import (
+        ScorecardError,
+        alerts_from_dicts,
+        score,
+        site_matches,
+    )
 
     plan = result.plan
     stations = list(plan.stations)
@@ -154,8 +159,19 @@ def _table(summary: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from edge.comms.messages import dumps
     from edge.model.manifest import StationCompat
-    from edge.station.assemble import SetupError, load_classifier, read_station_inventory
-    from edge.station.replay import DEFAULT_CHUNK_S, Publisher, ReplayError, check_model, replay, scan
+    from edge.station.assemble import (
+        SetupError,
+        load_classifier,
+        read_station_inventory,
+    )
+    from edge.station.replay import (
+        DEFAULT_CHUNK_S,
+        Publisher,
+        ReplayError,
+        check_model,
+        replay,
+        scan,
+    )
 
     chunk_s = DEFAULT_CHUNK_S if args.chunk_s is None else args.chunk_s
     if not 0.01 <= chunk_s <= 9.0:

@@ -19,8 +19,16 @@ from edge.model.manifest import StationCompat
 from edge.station.pipeline import EventPipeline, EventSettings, Publisher
 from edge.trigger.stream import StreamingTrigger
 
-__all__ = ["SetupError", "station_compat", "open_bundle", "load_classifier", "read_station_inventory",
-           "event_settings", "build_pipeline", "ArchiveFeed"]
+__all__ = [
+    "ArchiveFeed",
+    "SetupError",
+    "build_pipeline",
+    "event_settings",
+    "load_classifier",
+    "open_bundle",
+    "read_station_inventory",
+    "station_compat",
+]
 
 
 class SetupError(RuntimeError):

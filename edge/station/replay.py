@@ -22,10 +22,12 @@ compute time from the chunk that completed the window to the message (no transpo
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from obspy import Inventory, Stream, UTCDateTime, read
@@ -35,8 +37,18 @@ from edge.model.inference import EventClassifier
 from edge.station.assemble import build_pipeline, station_compat
 from edge.station.input import Chunk
 
-__all__ = ["ReplayError", "Piece", "StationData", "Plan", "scan", "Publisher", "ReplayResult", "replay",
-           "DEFAULT_CHUNK_S"]
+__all__ = [
+    "DEFAULT_CHUNK_S",
+    "Piece",
+    "Plan",
+    "Publisher",
+    "ReplayError",
+    "ReplayResult",
+    "StationData",
+    "check_model",
+    "replay",
+    "scan",
+]
 
 #: Chunk length (s) fed to the pipeline: long enough that per-chunk Python costs vanish, well
 #: under the trigger's 10 s ``max_lag_s`` between channels.
@@ -112,7 +124,7 @@ class Plan:
 
     def covers(self, t: float, station: str | None = None) -> bool:
         """Whether POSIX time ``t`` lies in the record of ``station`` (None: of any station)."""
-        ns = int(round(t * _NS))
+        ns = round(t * _NS)
         for sid, s in self.stations.items():
             if station is not None and sid != station:
                 continue
@@ -167,13 +179,13 @@ def scan(paths: Sequence[str | Path]) -> Plan:
                 continue
             start = s.starttime.ns
             pieces.setdefault(tr.id, []).append(
-                Piece(path, tr.id, start, start + int(round(s.npts * _NS / fs)), fs, int(s.npts)))
+                Piece(path, tr.id, start, start + round(s.npts * _NS / fs), fs, int(s.npts)))
     if not pieces:
         raise ReplayError("no samples in the files given")
     stations: dict[str, StationData] = {}
     for seed_id in sorted(pieces):
         ps = sorted(pieces[seed_id], key=lambda p: (p.start_ns, str(p.path)))
-        for a, b in zip(ps, ps[1:]):
+        for a, b in itertools.pairwise(ps):
             if b.sampling_rate != a.sampling_rate:
                 raise ReplayError(f"{seed_id}: {a.path} is sampled at {a.sampling_rate:g} Hz but "
                                   f"{b.path} at {b.sampling_rate:g} Hz")
@@ -183,7 +195,7 @@ def scan(paths: Sequence[str | Path]) -> Plan:
                          f"{a.path} and {b.path} overlap")
                 raise ReplayError(f"{where} on {seed_id}: data from {_t(b.start_ns)} but the "
                                   f"previous part ends at {_t(a.end_ns)}")
-        net, sta, loc, cha = seed_id.split(".")
+        net, sta = seed_id.split(".")[:2]
         stations.setdefault(f"{net}.{sta}", StationData(f"{net}.{sta}")).channels[seed_id] = ps
     for s in stations.values():
         kinds = sorted({".".join(i.split(".")[2:])[:-1] for i in s.channels})
@@ -241,7 +253,7 @@ class _Cursor:
         self.seed_id = seed_id
         self.pieces = pieces
         self.fs = pieces[0].sampling_rate
-        self.n = max(1, int(round(chunk_s * self.fs)))
+        self.n = max(1, round(chunk_s * self.fs))
         self.k = 0                     # index of the current piece
         self.pos = 0                   # next sample in it
         self.data: np.ndarray | None = None
@@ -249,7 +261,7 @@ class _Cursor:
     def next_ns(self) -> int:
         """Start time of the next chunk (ns)."""
         p = self.pieces[self.k]
-        return p.start_ns + int(round(self.pos * _NS / self.fs))
+        return p.start_ns + round(self.pos * _NS / self.fs)
 
     def take(self, files: _Files) -> Chunk:
         p = self.pieces[self.k]
