@@ -25,6 +25,7 @@ __all__ = [
     "build_pipeline",
     "event_settings",
     "load_classifier",
+    "make_trigger",
     "open_bundle",
     "read_station_inventory",
     "station_compat",
@@ -93,13 +94,19 @@ def event_settings(cfg, inventory: Inventory | None) -> EventSettings:
                          vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
 
 
+def make_trigger(cfg) -> StreamingTrigger:
+    """The streaming trigger of ``[trigger]`` (raises on settings it cannot run)."""
+    return StreamingTrigger(cfg.trigger)
+
+
 def build_pipeline(cfg, station: str, classifier: EventClassifier, publisher: Publisher,
-                   inventory: Inventory | None = None, archive=None) -> EventPipeline:
-    """The event pipeline of station ``station`` (``NET.STA``): the streaming trigger of
-    ``[trigger]``, ``classifier``, the event settings, and ``archive`` (an
+                   inventory: Inventory | None = None, archive=None,
+                   trigger: StreamingTrigger | None = None) -> EventPipeline:
+    """The event pipeline of station ``station`` (``NET.STA``): ``trigger`` (default: a new
+    :func:`make_trigger`), ``classifier``, the event settings, and ``archive`` (an
     :class:`edge.station.archive.SdsArchive`, or None: nothing written)."""
-    return EventPipeline(station, StreamingTrigger(cfg.trigger), classifier, publisher,
-                         event_settings(cfg, inventory),
+    return EventPipeline(station, trigger if trigger is not None else make_trigger(cfg), classifier,
+                         publisher, event_settings(cfg, inventory),
                          archive=ArchiveFeed(archive) if archive is not None else None)
 
 
