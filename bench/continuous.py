@@ -40,8 +40,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.signal.labels import CLASSES
-from edge.station.scorecard import (
+from edge.signal.labels import CLASSES  # noqa: E402
+from edge.station.scorecard import (  # noqa: E402
     NOISE,
     ScorecardError,
     alerts_from_dicts,
@@ -103,7 +103,8 @@ def replay_site(site: Site, work: Path, extra: list[str]) -> dict[str, Any]:
     res = microseis(*argv)
     if res.returncode != 0:
         lines = res.stderr.strip().splitlines()
-        return {"site": site.name, "error": lines[-1] if lines else f"exit {res.returncode}"}
+        why = lines[-1].removeprefix("microseis replay: error: ") if lines else f"exit {res.returncode}"
+        return {"site": site.name, "error": why}
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["site"] = site.name
     out["alerts_file"] = str(alerts)

@@ -235,7 +235,8 @@ class _Files:
         idx = next((k for k, tr in enumerate(st) if tr.id == piece.seed_id and
                     tr.stats.starttime.ns == piece.start_ns and tr.stats.npts == piece.npts), None)
         if idx is None:
-            raise ReplayError(f"{piece.path}: changed while replaying ({piece.seed_id} at {_t(piece.start_ns)} is gone)")
+            raise ReplayError(f"{piece.path}: changed while replaying "
+                              f"({piece.seed_id} at {_t(piece.start_ns)} is gone)")
         found = st.traces.pop(idx)
         self.users[piece.path] -= 1
         if self.users[piece.path] <= 0:
