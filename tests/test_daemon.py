@@ -297,7 +297,7 @@ def test_serial_unplug_and_replug_through_the_daemon(broker, tmp_path):
                                             for m in s.on(health)), 20)
             assert ok, [m.json() for m in sub.on(health)]
             after = sub.on(health)[-1].json()["samples"]
-            assert sub.wait_for(lambda s: s.on(health)[-1].json()["samples"] > after, 5)
+            assert sub.wait_for(lambda s: s.on(health)[-1].json()["samples"] > after, 15)
             proc.send_signal(signal.SIGTERM)
             rc, _, err = finish(proc, timeout=30)
         finally:

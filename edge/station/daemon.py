@@ -9,7 +9,6 @@ is never swapped in the middle of an event.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obspy import Stream, Trace, UTCDateTime, read_inventory
+from obspy import UTCDateTime
 
 from edge.comms.messages import Health, ModelState, dumps, iso_utc
 from edge.comms.mqtt_link import MqttLink
@@ -31,15 +30,22 @@ from edge.comms.outbox import Outbox
 from edge.comms.topics import Topics
 from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
-from edge.model.install import current_model_dir, install_bundle, rollback
+from edge.model.install import install_bundle, rollback
 from edge.model.keys import default_trusted_keys, load_trusted_keys
 from edge.model.manifest import StationCompat
 from edge.station.archive import SdsArchive
+from edge.station.assemble import (
+    SetupError,
+    build_pipeline,
+    load_classifier,
+    make_trigger,
+    open_bundle,
+    read_station_inventory,
+    station_compat,
+)
 from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
-from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
-from edge.trigger.stream import StreamingTrigger
 from firmware_bridge.faults import FaultSpec
 from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
 from firmware_bridge.sources import NoiseSource, source_from_files
@@ -49,8 +55,8 @@ __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 log = logging.getLogger(__name__)
 
 
-class DaemonError(RuntimeError):
-    """The daemon cannot start (bad model, unreadable files); the message says why."""
+#: The daemon cannot start (bad model, unreadable files); the message says why.
+DaemonError = SetupError
 
 
 @dataclass
@@ -159,25 +165,11 @@ class Daemon:
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
     def _compat(self) -> StationCompat:
-        return StationCompat(channels=tuple(c[-1] for c in self.config.station.channels),
-                             sampling_rate=float(self.config.station.sampling_rate))
+        return station_compat(self.config)
 
     def _open_bundle(self, path: Path | str | None) -> EventClassifier:
         """Verify and load a bundle (None: the shipped default) the way this station runs it."""
-        m = self.config.model
-        return EventClassifier.load(path, trusted_keys=m.trusted_keys or None, station=self._compat(),
-                                    runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
-
-    def _load_classifier(self) -> EventClassifier:
-        m = self.config.model
-        path = m.bundle or None
-        installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
-        if installed is not None and not m.bundle:
-            path = installed / INSTALLED_BUNDLE_NAME  # a pushed model survives restarts
-        try:
-            return self._open_bundle(path)
-        except BundleError as exc:
-            raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
+        return open_bundle(self.config, path)
 
     def _prepare(self) -> None:
         """Everything that reads and validates but writes nothing: model, StationXML, trigger."""
@@ -188,21 +180,12 @@ class Daemon:
             for f in cfg.source.files:
                 if not Path(f).is_file():
                     raise DaemonError(f"[source] files: no such file {f}")
-        self.classifier = self._load_classifier()
+        self.classifier = load_classifier(cfg, self.models_dir)
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
-        inventory = None
-        if cfg.magnitude.stationxml:
-            try:
-                inventory = read_inventory(cfg.magnitude.stationxml)
-            except Exception as exc:  # noqa: BLE001
-                raise DaemonError(f"[magnitude] stationxml {cfg.magnitude.stationxml}: {exc}") from None
-        self._settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
-                                       max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
-                                       sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                       vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
-        self._trigger = StreamingTrigger(cfg.trigger)
+        self._inventory = read_station_inventory(cfg)
+        self._trigger = make_trigger(cfg)
 
     def _state_paths(self) -> list[tuple[str, Path]]:
         """(config key, path) of every file or folder the station creates when it starts."""
@@ -249,9 +232,8 @@ class Daemon:
         else:
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        feed = _ArchiveFeed(self.archive) if self.archive else None
-        self.pipeline = EventPipeline(self.station, self._trigger, self.classifier,
-                                      publisher, self._settings, archive=feed)
+        self.pipeline = build_pipeline(cfg, self.station, self.classifier, publisher, self._inventory,
+                                       archive=self.archive, trigger=self._trigger)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
@@ -487,38 +469,3 @@ class _OfflinePublisher:
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)
-
-
-class _ArchiveFeed:
-    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes). A write
-    that fails (a full disk) costs that piece of the archive, never the station: it is logged
-    (once per minute), and ENOSPC prunes the oldest day-files."""
-
-    LOG_EVERY_S = 60.0
-
-    def __init__(self, archive) -> None:
-        self.archive = archive
-        self.failures = 0
-        self._last_log = -1e9
-
-    def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        net, sta, loc, cha = seed_id.split(".")
-        tr = Trace(data=data.astype("int32", copy=False))
-        tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
-        tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
-        try:
-            self.archive.write(Stream([tr]))
-        except OSError as exc:
-            self.failures += 1
-            if time.monotonic() - self._last_log >= self.LOG_EVERY_S:
-                self._last_log = time.monotonic()
-                log.warning("archive: write failed (%s): data dropped from the archive (%d failures "
-                            "since start)", exc.strerror or exc, self.failures)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                try:
-                    self.archive.make_room()
-                except OSError as exc2:
-                    log.warning("archive: cannot make room: %s", exc2)
-
-    def write_snippet(self, msg_id: str, st, meta: dict) -> Path:
-        return self.archive.write_snippet(msg_id, st, meta)
