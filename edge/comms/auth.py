@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.comms.messages import iso_utc
@@ -73,7 +74,7 @@ __all__ = [
     "COMMANDS", "COMMAND_CONTEXT", "PUSH_CONTEXT", "PUSH_MAGIC", "MAX_COMMAND_BYTES",
     "MAX_PUSH_HEADER_BYTES", "DEFAULT_WINDOW_S", "MAX_PUSH_LIFETIME_S", "REPLAY_FILE",
     "AuthError", "Command", "Push", "ReplayGuard", "Authenticator", "canonical_json",
-    "sign_command", "sign_push", "transaction_of",
+    "sign_command", "sign_push", "transaction_of", "load_private_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,26 @@ class AuthError(ValueError):
         self.reason = reason
         self.code = code
         self.transaction = transaction
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
+    """The ed25519 private key in a PEM file (``microseis keygen``'s ``.key``);
+    ``ValueError`` naming the file otherwise."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read private key {p}: {exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{p}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{p}: not an ed25519 private key ({type(key).__name__})")
+    return key
 
 
 # --------------------------------------------------------------------------- encoding
