@@ -74,7 +74,7 @@ __all__ = [
     "COMMANDS", "COMMAND_CONTEXT", "PUSH_CONTEXT", "PUSH_MAGIC", "MAX_COMMAND_BYTES",
     "MAX_PUSH_HEADER_BYTES", "DEFAULT_WINDOW_S", "MAX_PUSH_LIFETIME_S", "REPLAY_FILE",
     "AuthError", "Command", "Push", "ReplayGuard", "Authenticator", "canonical_json",
-    "sign_command", "sign_push", "transaction_of", "load_private_key",
+    "sign_command", "sign_push", "transaction_of", "push_nonce_of", "load_private_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,23 @@ def transaction_of(payload: bytes) -> Any:
         return None
     tx = obj.get("transaction") if isinstance(obj, dict) else None
     return tx if _tx_ok(tx) else None
+
+
+def push_nonce_of(payload: bytes) -> str | None:
+    """The ``nonce`` of a push envelope's header when it can be read (unverified: only to let
+    the sender match the station's verdict to its push), else None."""
+    n = len(PUSH_MAGIC)
+    if not payload.startswith(PUSH_MAGIC) or len(payload) < n + 4:
+        return None
+    (hlen,) = struct.unpack(">I", payload[n:n + 4])
+    if hlen > MAX_PUSH_HEADER_BYTES:
+        return None
+    try:
+        hdr = _loads(payload[n + 4:n + 4 + hlen])
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    nonce = hdr.get("nonce") if isinstance(hdr, dict) else None
+    return nonce if isinstance(nonce, str) and _NONCE.match(nonce) else None
 
 
 def _tx_ok(tx: Any) -> bool:
