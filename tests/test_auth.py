@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.comms.auth import (
     PUSH_MAGIC, AuthError, Authenticator, canonical_json, sign_command, sign_push, transaction_of,
 )
-from edge.model.bundle import DEFAULT_BUNDLE, key_id
+from edge.model.format import DEFAULT_BUNDLE
+from edge.model.keys import key_id
 
 STATION = "XX.S1"
 T0 = time.time()  # the station's (test) clock starts now; envelopes default to now

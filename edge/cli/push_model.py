@@ -36,8 +36,15 @@ import time
 import uuid
 from typing import Any
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from edge.cli import CommandError
 from edge.cli.listen import add_broker_options, broker_config, ssl_context
+from edge.comms.auth import sign_command, sign_push
+from edge.model.format import MAX_BUNDLE_BYTES, BundleError
+from edge.model.keys import load_private_key
+from edge.model.verify import inspect_bundle
 
 __all__ = ["register", "run"]
 
@@ -82,12 +89,6 @@ def _positive(name: str, v: float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from edge.comms.auth import load_private_key, sign_command, sign_push
-    from edge.model.bundle import MAX_BUNDLE_BYTES, BundleError, inspect_bundle
-
     stations = _stations(args.station)
     for name in ("timeout", "connect_timeout", "expires"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         pending = list(stations)
         if args.downgrade:
             pending = _allow_downgrade(client, events, key, stations, base, sha, info, args.timeout,
-                                       results, sign_command)
+                                       results)
         nonces: dict[str, str] = {}
         now = time.time()
         for s in pending:
@@ -219,7 +220,7 @@ def _wait_subscribed(events: queue.Queue, timeout: float, where: str, filters: l
 
 
 def _allow_downgrade(client, events: queue.Queue, key, stations: list[str], base: dict[str, str],
-                     sha: str, info: dict, timeout: float, results: dict, sign_command) -> list[str]:
+                     sha: str, info: dict, timeout: float, results: dict) -> list[str]:
     """Send each station a signed ``downgrade`` naming the bundle; returns the stations that
     allowed it (the others get a result here)."""
     tx = {s: f"downgrade-{uuid.uuid4().hex[:12]}" for s in stations}

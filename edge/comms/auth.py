@@ -38,7 +38,7 @@ bounded: nonces leave it once their envelope is too old to pass the time check a
 is full the oldest are dropped and anything not newer than them is refused.
 
 Keys: the same ed25519 public-key files as bundle signing keys (``microseis keygen``'s
-``.pub``, :func:`edge.model.bundle.load_trusted_keys`), in a separate directory: an operator key
+``.pub``, :func:`edge.model.keys.load_trusted_keys`), in a separate directory: an operator key
 authorises *sending* a bundle, the bundle itself must still be signed by a model key.
 
 This module imports cryptography but neither paho nor obspy.
@@ -64,17 +64,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.comms.messages import iso_utc
-from edge.model.bundle import MAX_BUNDLE_BYTES, KeyLike, key_id, load_trusted_keys
+from edge.model.format import MAX_BUNDLE_BYTES
+from edge.model.keys import KeyLike, key_id, load_trusted_keys
 
 __all__ = [
     "COMMANDS", "COMMAND_CONTEXT", "PUSH_CONTEXT", "PUSH_MAGIC", "MAX_COMMAND_BYTES",
     "MAX_PUSH_HEADER_BYTES", "DEFAULT_WINDOW_S", "MAX_PUSH_LIFETIME_S", "REPLAY_FILE",
     "AuthError", "Command", "Push", "ReplayGuard", "Authenticator", "canonical_json",
-    "sign_command", "sign_push", "transaction_of", "push_nonce_of", "load_private_key",
+    "sign_command", "sign_push", "transaction_of", "push_nonce_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,26 +126,6 @@ class AuthError(ValueError):
         self.reason = reason
         self.code = code
         self.transaction = transaction
-
-
-# --------------------------------------------------------------------------- keys
-
-
-def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
-    """The ed25519 private key in a PEM file (``microseis keygen``'s ``.key``);
-    ``ValueError`` naming the file otherwise."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read private key {p}: {exc.strerror or exc}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{p}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{p}: not an ed25519 private key ({type(key).__name__})")
-    return key
 
 
 # --------------------------------------------------------------------------- encoding
@@ -292,7 +272,7 @@ class Command:
 @dataclass(frozen=True)
 class Push:
     """An accepted push: the envelope's fields and the bundle's bytes (not yet verified as a
-    bundle: that is :func:`edge.model.bundle.install_bundle`'s job)."""
+    bundle: that is :func:`edge.model.install.install_bundle`'s job)."""
 
     station: str
     time: float
@@ -412,7 +392,7 @@ class Authenticator:
     Args:
         station: this station's id (``NET.STA``).
         trusted_keys: operator public keys: a ``{key id: key}`` mapping, or keys / ``.pub``
-            files / directories of them (:func:`edge.model.bundle.load_trusted_keys`). None or
+            files / directories of them (:func:`edge.model.keys.load_trusted_keys`). None or
             empty: every signed envelope is refused (``untrusted_key``).
         replay_path: the replay memory file (normally ``{state dir}/auth-replay.json``);
             None keeps it in memory only (tests).
