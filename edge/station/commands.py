@@ -60,7 +60,7 @@ class CommandDesk:
         handlers: ``{command name: fn(Command) -> data}``; ``fn`` raises
             :class:`CommandRefused` (or any exception) to answer an error.
         on_push: ``fn(Push) -> result dict`` (``status``, ``result``, ``message``) for an
-            accepted push.
+            accepted push, or None when it reports the verdict itself (a model swap).
         respond: ``fn(name, transaction, status, data=None, error=None)`` (the link's).
         report_push: ``fn(result dict)``: publish a push's verdict (the model topic).
         rate, burst: the token bucket (requests per second, burst size).
@@ -213,10 +213,10 @@ class CommandDesk:
                               "push": push_nonce_of(payload)})
             return
         self._count("accepted")
-        result = dict(self.push_handler(push))
-        result.setdefault("push", push.nonce)
+        result = self.push_handler(push)
         self._count("executed")
-        self.report_push(result)
+        if result is not None:
+            self.report_push(dict(result, push=result.get("push", push.nonce)))
 
     def _count(self, key: str) -> None:
         with self._count_lock:
