@@ -131,7 +131,8 @@ MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "systemd" / "mosquitto" /
 MOSQUITTO_ACL = MOSQUITTO_CONF.with_name("microseis.acl")
 
 
-def shipped_broker_conf(pki: dict[str, str], password_file: str, acl_file: str | os.PathLike[str] = MOSQUITTO_ACL) -> str:
+def shipped_broker_conf(pki: dict[str, str], password_file: str,
+                        acl_file: str | os.PathLike[str] = MOSQUITTO_ACL) -> str:
     """``conf_extra`` for :class:`Broker` from ``systemd/mosquitto/microseis.conf``: its lines with
     the test's certificate, password and ACL files; without its ``listener`` (the Broker's free
     port takes its place) and its persistence and packet-size lines (a test broker keeps nothing)."""

@@ -11,7 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.comms.auth import (
-    PUSH_MAGIC, AuthError, Authenticator, canonical_json, sign_command, sign_push, transaction_of,
+    PUSH_MAGIC,
+    Authenticator,
+    AuthError,
+    canonical_json,
+    sign_command,
+    sign_push,
+    transaction_of,
 )
 from edge.model.format import DEFAULT_BUNDLE
 from edge.model.keys import key_id

@@ -11,6 +11,7 @@ messages in order -- had the forbidden one passed, it would have arrived first.
 from __future__ import annotations
 
 import os
+
 import pytest
 
 from tests.broker import Broker, Subscriber, find_mosquitto, make_password_file, make_test_pki, shipped_broker_conf
@@ -41,7 +42,8 @@ def client(b: Broker, user: str | None, topic: str, password: str | None = None)
 
 
 def test_station_cannot_command_itself_or_another_station(acl_broker):
-    with client(acl_broker, "operator", "microseis/#") as op, client(acl_broker, "XX.S1", "microseis/XX.S1/cmd/+") as s1:
+    with client(acl_broker, "operator", "microseis/#") as op, \
+            client(acl_broker, "XX.S1", "microseis/XX.S1/cmd/+") as s1:
         for topic in ("microseis/XX.S2/cmd/rollback", "microseis/XX.S1/cmd/rollback",
                       "microseis/XX.S1/model/push", "microseis/XX.S2/model/push", "microseis/XX.S2/health"):
             s1.publish(topic, b"forged")

@@ -18,9 +18,10 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from edge.comms.auth import AuthError, Authenticator, Command, Push, push_nonce_of, transaction_of
+from edge.comms.auth import Authenticator, AuthError, Command, Push, push_nonce_of, transaction_of
 
 __all__ = ["TokenBucket", "CommandDesk", "CommandRefused"]
 
@@ -131,7 +132,7 @@ class CommandDesk:
         self._wake.set()
 
     # ------------------------------------------------------------------ worker
-    def start(self) -> "CommandDesk":
+    def start(self) -> CommandDesk:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="microseis-commands", daemon=True)
             self._thread.start()
