@@ -5,6 +5,7 @@ probabilities from the mean absolute amplitude of each channel and ``log_peak``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -406,8 +407,10 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
     assert read_manifest(a).version == "1.0.0"
     b = install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
     assert current_model_dir(models) == b and previous_model_dir(models) == a
-    # installing the current bundle again is harmless
-    assert install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE) == b
+    # installing the current bundle again changes nothing (it says so)
+    with pytest.raises(BundleError, match="already installed") as ei:
+        install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
+    assert ei.value.code == "already_installed"
     assert current_model_dir(models) == b and previous_model_dir(models) == a
 
     before = sorted(p.name for p in models.iterdir())
@@ -436,6 +439,30 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
     assert not a.exists()  # neither current nor previous: pruned
     assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == sorted(
         ["current", "previous", b.name, c.name])
+
+
+def test_older_version_refused_unless_allowed_once(keys, model, good, tmp_path):
+    """Anti-rollback: an older bundle signed by a trusted key is refused (2.0.0 -> 1.0.0 ->
+    0.0.1 must not install); naming its sha256 in allow_downgrade lets exactly that one in, and
+    the model it replaced stays the rollback target."""
+    models = tmp_path / "models"
+    v2 = build(tmp_path / "v2.msb", keys, model, version="2.0.0")
+    v0 = build(tmp_path / "v0.msb", keys, model, version="0.0.1")
+    top = install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
+    for older in (good, v0):
+        with pytest.raises(BundleError, match=r"older than the installed 2\.0\.0") as ei:
+            install_bundle(older.read_bytes(), models, [keys["pub"]], ZNE)
+        assert ei.value.code == "downgrade" and current_model_dir(models) == top
+    # allowed for another bundle: still refused
+    with pytest.raises(BundleError, match="older"):
+        install_bundle(v0.read_bytes(), models, [keys["pub"]], ZNE,
+                       allow_downgrade=hashlib.sha256(good.read_bytes()).hexdigest())
+    down = install_bundle(good.read_bytes(), models, [keys["pub"]], ZNE,
+                          allow_downgrade=hashlib.sha256(good.read_bytes()).hexdigest())
+    assert current_model_dir(models) == down and previous_model_dir(models) == top
+    # the station's running model may be given explicitly (e.g. the shipped default)
+    with pytest.raises(BundleError, match="older than the installed 9"):
+        install_bundle(v2.read_bytes(), tmp_path / "other", [keys["pub"]], ZNE, running=("9", "0" * 64))
 
 
 def test_rollback_without_previous(keys, good, tmp_path):

@@ -373,10 +373,10 @@ def test_new_goes_straight_to_the_broker(broker: Broker, sub: Subscriber, outbox
 def test_commands_responses_and_model_push(broker: Broker, sub: Subscriber, outbox: Outbox,
                                            links: Callable[..., MqttLink]) -> None:
     got: list[tuple[str, bytes]] = []
-    pushed: list[bytes] = []
+    pushed: list[tuple[bytes, bool]] = []
     link = links(broker.port, outbox, "XX.C1", connect=False)
     link.on_command = lambda name, payload: got.append((name, payload))
-    link.on_model_push = pushed.append
+    link.on_model_push = lambda payload, retained: pushed.append((payload, retained))
     base = "microseis/XX.C1"
     # a retained request (a sender's mistake) reaches the station as retained when it subscribes:
     # ignored, so it does not run again on every reconnect
@@ -387,7 +387,7 @@ def test_commands_responses_and_model_push(broker: Broker, sub: Subscriber, outb
     sub.publish(f"{base}/model/push", b"\x00bundle\xff")
     assert wait_for(lambda: got and pushed, 5)
     assert got == [("health", b'{"transaction": "t-1"}')]
-    assert pushed == [b"\x00bundle\xff"]
+    assert pushed == [(b"\x00bundle\xff", False)]
     assert link.respond("health", "t-1", "ok", data={"uptime_s": 3.0})
     assert link.respond("nope", None, "error", error="unknown command 'nope'")
     assert sub.wait_count(f"{base}/cmd/nope/response", 1)

@@ -9,7 +9,7 @@ Topics (``{base}`` = ``{prefix}/{station}``)::
     {base}/events                -> never retained, QoS ``cfg.qos`` (``end``: at least 1)
     {base}/health                -> retained, QoS 1
     {base}/model                 -> retained, QoS 1
-    {base}/model/push            <- subscribed, QoS 1: a signed bundle (bytes) -> on_model_push
+    {base}/model/push            <- subscribed, QoS 1: a signed push envelope (bytes) -> on_model_push
     {base}/cmd/{name}            <- subscribed (``cmd/+``), QoS 1: a request -> on_command
     {base}/cmd/{name}/response   -> QoS 1, not retained: respond()
 
@@ -111,8 +111,9 @@ class MqttLink:
     Attributes:
         on_command: ``callable(name, payload_bytes)`` for each request on ``cmd/{name}``
             (called on the paho thread; retained requests are ignored).
-        on_model_push: ``callable(bundle_bytes)`` for each bundle on ``model/push`` (called on
-            the paho thread; a retained bundle identical to the last one is not delivered again).
+        on_model_push: ``callable(payload_bytes, retained)`` for each payload on ``model/push``
+            (called on the paho thread; a retained payload identical to the last one is not
+            delivered again; ``retained``: it came from the broker's store, e.g. after a restart).
         ack_latencies_ms: put -> PUBACK time (ms) of each ``end`` message put by this process
             (the newest 100 000).
 
@@ -140,7 +141,7 @@ class MqttLink:
         self._end_qos = max(1, int(cfg.qos))
 
         self.on_command: Callable[[str, bytes], None] | None = None
-        self.on_model_push: Callable[[bytes], None] | None = None
+        self.on_model_push: Callable[[bytes, bool], None] | None = None
 
         self._send_lock = threading.Lock()
         self._map_lock = threading.Lock()
@@ -382,7 +383,7 @@ class MqttLink:
                     return  # the same retained bundle again after a reconnect
                 self._last_push_digest = digest
                 if self.on_model_push is not None:
-                    self.on_model_push(payload)
+                    self.on_model_push(payload, bool(msg.retain))
             elif topic.startswith(self.topics.base + "/cmd/"):
                 name = topic[len(self.topics.base) + 5:]
                 if msg.retain:

@@ -99,6 +99,8 @@ class ModelInfo:
     format: str
     precision: str
     synthetic: bool
+    #: sha256 of the bundle's manifest.json: what the station compares pushes against
+    identity: str = ""
 
     def to_message(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
@@ -211,7 +213,8 @@ class EventClassifier:
         self.mc_passes = self.predictor.mc_passes
         self.info = ModelInfo(name=m.name, version=m.version, sha256=bundle.sha256,
                               file=self.model_file.file, format=self.model_file.format,
-                              precision=self.model_file.precision, synthetic=m.synthetic)
+                              precision=self.model_file.precision, synthetic=m.synthetic,
+                              identity=bundle.identity)
 
     # ----------------------------------------------------------------------- loading
     @classmethod

@@ -9,7 +9,7 @@ Every problem is reported with the file, the key path and what is wrong, e.g.::
 All problems found are reported at once (one line each) in a :class:`ConfigError`.
 
 Sections: ``[station] [source] [trigger] [event] [model] [magnitude] [mqtt] [archive]
-[health] [state]``. ``[trigger]`` is :class:`edge.trigger.stream.TriggerConfig` and
+[health] [state] [auth]``. ``[trigger]`` is :class:`edge.trigger.stream.TriggerConfig` and
 ``[mqtt]`` is :class:`edge.comms.mqtt_link.MqttConfig` plus ``enabled`` and ``password_file``;
 both are imported only when needed. Relative paths in the file resolve against the folder of
 the file. TOML has no null: a key whose default is "unset" (``None``) is left out.
@@ -36,6 +36,7 @@ from typing import Any, Callable, Literal, Mapping
 
 __all__ = [
     "ArchiveConfig",
+    "AuthConfig",
     "ConfigError",
     "EventConfig",
     "HealthConfig",
@@ -326,6 +327,22 @@ class StateConfig:
                      "{state.dir}/outbox.sqlite", path=True)
 
 
+@dataclass
+class AuthConfig:
+    """``[auth]``: who may command this station and push it models (edge.comms.auth)."""
+
+    keys_dir: str = _f("/etc/microseis/operator-keys", "folder of the operators' ed25519 public "
+                       "keys (*.pub, from microseis keygen); commands and pushes must be signed by "
+                       "one of them", path=True)
+    allow_unsigned: bool = _f(False, "accept unsigned commands and raw bundle pushes (a closed "
+                              "test network only)")
+    window_s: float = _f(300.0, "accepted clock difference between the operator and the station "
+                         "(s); older or later envelopes are refused", check=gt(0.0))
+    rate_per_s: float = _f(5.0, "commands and pushes accepted per second; more are refused "
+                           "with an answer", check=gt(0.0))
+    burst: int = _f(10, "requests accepted at once before the rate applies", check=within(1, 1000))
+
+
 # The sections that live in other modules: docs and examples for their fields, used by
 # example_config() and reference_markdown(); a test checks that every field has a doc.
 TRIGGER_DOCS: dict[str, str] = {
@@ -425,6 +442,7 @@ class StationConfig:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     #: the file it was loaded from (None when built from a dict); not part of to_dict()
     source_path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -501,11 +519,12 @@ def _sections() -> list[tuple[str, type, str]]:
         ("archive", ArchiveConfig, "raw counts as MiniSEED (SDS tree) and event snippets"),
         ("health", HealthConfig, "the retained health message"),
         ("state", StateConfig, "where the station keeps what must survive a restart"),
+        ("auth", AuthConfig, "who may command this station and push it models"),
     ]
 
 
 SECTIONS = ("station", "source", "trigger", "event", "model", "magnitude", "mqtt", "archive",
-            "health", "state")
+            "health", "state", "auth")
 
 # --------------------------------------------------------------------------- type checks
 

@@ -4,12 +4,14 @@ systemd watchdog.
 
 Threads: the main loop reads the source and runs the pipeline (trigger, classification,
 publishing to the outbox); paho-mqtt's network thread sends and receives. Commands and pushed
-bundles arriving on the network thread are queued and handled by the main loop, so the model
-is never swapped in the middle of an event.
+bundles arriving on the network thread go to the :class:`edge.station.commands.CommandDesk`:
+checked against the operators' keys (:mod:`edge.comms.auth`), rate-limited and run on its
+worker thread, never on the sample path. A new model (push, rollback) is verified and loaded
+there; the main loop only swaps the finished classifier in between chunks, so the model is
+never swapped in the middle of a chunk and the loop never waits for a command.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -24,6 +26,7 @@ from typing import Any
 
 from obspy import UTCDateTime
 
+from edge.comms.auth import Authenticator, Command, Push
 from edge.comms.messages import Health, ModelState, dumps, iso_utc
 from edge.comms.mqtt_link import MqttLink
 from edge.comms.outbox import Outbox
@@ -43,6 +46,7 @@ from edge.station.assemble import (
     read_station_inventory,
     station_compat,
 )
+from edge.station.commands import CommandDesk
 from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 from edge.station.sd_notify import Notifier
@@ -140,7 +144,11 @@ class Daemon:
         self.counters = LinkCounters()
         self.notifier = Notifier()
         self.process = ProcessStats()
-        self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        #: (classifier, model result) loaded by the command worker, swapped in by the main loop
+        self._swaps: queue.Queue[tuple[EventClassifier, dict[str, Any]]] = queue.Queue()
+        #: (bundle sha256, monotonic deadline) a signed downgrade command allowed once
+        self._downgrade: tuple[str, float] | None = None
+        self.desk: CommandDesk | None = None
         self._source_override = source
         self._on_end = on_end
         self._install_signals = install_signals
@@ -235,8 +243,27 @@ class Daemon:
         self.pipeline = build_pipeline(cfg, self.station, self.classifier, publisher, self._inventory,
                                        archive=self.archive, trigger=self._trigger)
         if self.link is not None:
-            self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
-            self.link.on_model_push = lambda data: self.commands.put(("push", data))
+            self.desk = CommandDesk(
+                self._authenticator(),
+                {"health": self._cmd_health, "rollback": self._cmd_rollback, "reload": self._cmd_reload,
+                 "downgrade": self._cmd_downgrade},
+                self._apply_push, self.link.respond, self._report_push,
+                rate=cfg.auth.rate_per_s, burst=cfg.auth.burst)
+            self.link.on_command = self.desk.on_command
+            self.link.on_model_push = self.desk.on_push
+
+    def _authenticator(self) -> Authenticator:
+        a = self.config.auth
+        keys_dir = Path(a.keys_dir)
+        try:
+            keys = load_trusted_keys([keys_dir]) if keys_dir.is_dir() else {}
+        except ValueError as exc:
+            raise DaemonError(f"[auth] keys_dir: {exc}") from None
+        if not keys and not a.allow_unsigned:
+            log.warning("no operator keys in %s ([auth] keys_dir): every command and model push "
+                        "will be refused", keys_dir)
+        return Authenticator(self.station, keys, self.state_dir / "auth-replay.json", window_s=a.window_s,
+                             allow_unsigned=a.allow_unsigned)
 
     def _make_room(self) -> None:
         """The outbox cannot write: free disk space by pruning the oldest archive day-files."""
@@ -312,6 +339,7 @@ class Daemon:
                 signal.signal(sig, lambda *_: self.stop())
         source = self._source()  # DaemonError (exit 2) before anything is published
         if self.link is not None:
+            self.desk.start()
             self.link.connect()
             self._publish_model()
         self.notifier.ready(f"station {self.station}: model {self.classifier.info.name} "
@@ -329,7 +357,7 @@ class Daemon:
                 self._service()
                 if time.monotonic() >= next_health:
                     self.publish_health()
-                    next_health = time.monotonic() + interval
+                    next_health = time.monotonic() + float(self.config.health.interval_s)  # reload may change it
                 if self.stop_event.is_set():
                     break
             self.pipeline.flush()
@@ -341,6 +369,7 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001
                     log.warning("archive: %s", exc)
             if self.link is not None:
+                self.desk.stop()
                 self.publish_health()
                 self.link.stop()
             self.outbox_depth_at_exit = self.outbox.depth()
@@ -348,7 +377,8 @@ class Daemon:
         return 0
 
     def _service(self) -> None:
-        """Per-loop chores: watchdog, stale events, queued commands, the outbox's backlog."""
+        """Per-loop chores: watchdog, stale events, a model the command worker loaded, the outbox's
+        backlog."""
         self.notifier.watchdog()
         self.pipeline.tick()
         if self.outbox.disk_full and time.monotonic() >= self._next_outbox_retry:
@@ -356,13 +386,13 @@ class Daemon:
             self.outbox.retry()
         while True:
             try:
-                kind, payload = self.commands.get_nowait()
+                classifier, result = self._swaps.get_nowait()
             except queue.Empty:
                 break
-            if kind == "cmd":
-                self._command(*payload)
-            elif kind == "push":
-                self._model_push(payload)
+            self.classifier = classifier
+            self.pipeline.classifier = classifier
+            self.last_model_result = result
+            self._publish_model()
 
     def _note(self, note: LinkNote) -> None:
         if note.kind in ("disconnected", "open_failed"):
@@ -406,53 +436,65 @@ class Daemon:
         if self.link is not None:
             self.link.publish_model(payload)
 
-    def _switch_model(self, model_dir: Path, message: str) -> None:
-        """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
-        pipeline runs from the next event on."""
-        self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
-        self.pipeline.classifier = self.classifier
-        self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
+    # ------------------------------------------------------------------ command worker thread
+    def _load_installed(self, model_dir: Path, result: dict[str, Any]) -> None:
+        """Verify and load the bundle installed in ``model_dir`` (slow: on the worker) and hand
+        it to the main loop, which swaps it in and publishes ``result`` on the model topic."""
+        self._swaps.put((self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME),
+                         dict(result, time=iso_utc(UTCDateTime()))))
 
-    def _model_push(self, data: bytes) -> None:
-        try:
-            new_dir = install_bundle(data, self.models_dir, self._trusted_keys(), self._compat())
-            self._switch_model(new_dir, f"installed {new_dir.name}")
-            log.info("model update: installed %s", new_dir.name)
-        except (BundleError, OSError) as exc:
-            self.last_model_result = {"status": "error", "message": f"rejected: {exc}",
-                                      "time": iso_utc(UTCDateTime())}
-            log.warning("model update rejected: %s", exc)
+    def _report_push(self, result: dict[str, Any]) -> None:
+        """A push that changed no model: its verdict on the retained model topic."""
+        self.last_model_result = dict(result, time=iso_utc(UTCDateTime()))
         self._publish_model()
 
-    def _command(self, name: str, payload: bytes) -> None:
+    def _apply_push(self, push: Push) -> dict[str, Any] | None:
+        """Install an authenticated push; None when the main loop reports (a model swap)."""
+        info = self.classifier.info
+        allow = None
+        if self._downgrade is not None and self._downgrade[0] == push.sha256 \
+                and time.monotonic() < self._downgrade[1]:
+            allow = push.sha256
         try:
-            req = json.loads(payload.decode("utf-8") or "{}") if payload else {}
-        except (UnicodeDecodeError, ValueError):
-            req = {}
-        tx = req.get("transaction") if isinstance(req, dict) else None
-        status, data, error = "ok", None, None
-        try:
-            if name == "health":
-                data = self.health_payload()
-                self.publish_health()
-            elif name == "rollback":
-                prev = rollback(self.models_dir)
-                self._switch_model(prev, f"rolled back to {prev.name}")
-                self._publish_model()
-                data = {"model": prev.name}
-            elif name == "reload":
-                new = load_config(self.config.source_path) if getattr(self.config, "source_path", None) else None
-                if new is not None:
-                    self.config.health.interval_s = new.health.interval_s
-                    data = {"reloaded": True, "note": "health interval applied; restart for other changes"}
-                else:
-                    data = {"reloaded": False, "note": "no configuration file"}
-            else:
-                status, error = "error", f"unknown command {name!r} (known: health, rollback, reload)"
-        except Exception as exc:  # noqa: BLE001 -- a command must not kill the station
-            status, error = "error", str(exc)
-        if self.link is not None:
-            self.link.respond(name, tx, status, data=data, error=error)
+            new_dir = install_bundle(push.bundle, self.models_dir, self._trusted_keys(), self._compat(),
+                                     running=(info.version, info.identity), allow_downgrade=allow)
+            if allow:
+                self._downgrade = None  # once
+            self._load_installed(new_dir, {"status": "ok", "result": "installed", "push": push.nonce,
+                                           "message": f"installed {new_dir.name}"})
+        except BundleError as exc:
+            if exc.code == "already_installed":
+                return {"status": "ok", "result": "already installed", "message": str(exc), "push": push.nonce}
+            log.warning("model update rejected: %s", exc)
+            return {"status": "error", "result": "refused", "message": f"rejected: {exc}", "push": push.nonce}
+        except OSError as exc:
+            return {"status": "error", "result": "refused", "message": f"rejected: {exc}", "push": push.nonce}
+        log.info("model update: installed %s (push %s, key %s)", new_dir.name, push.nonce, push.key_id)
+        return None
+
+    def _cmd_health(self, cmd: Command) -> dict[str, Any]:
+        payload = self.health_payload()
+        self.link.publish_health(payload)
+        return payload
+
+    def _cmd_rollback(self, cmd: Command) -> dict[str, Any]:
+        prev = rollback(self.models_dir)
+        self._load_installed(prev, {"status": "ok", "result": "rolled back",
+                                    "message": f"rolled back to {prev.name}"})
+        return {"model": prev.name}
+
+    def _cmd_reload(self, cmd: Command) -> dict[str, Any]:
+        if getattr(self.config, "source_path", None) is None:
+            return {"reloaded": False, "note": "no configuration file"}
+        new = load_config(self.config.source_path)
+        self.config.health.interval_s = new.health.interval_s
+        return {"reloaded": True, "note": "health interval applied; restart for other changes"}
+
+    def _cmd_downgrade(self, cmd: Command) -> dict[str, Any]:
+        window = float(self.config.auth.window_s)
+        self._downgrade = (cmd.args["sha256"], time.monotonic() + window)
+        return {"allowed": cmd.args["sha256"], "version": cmd.args.get("version"), "valid_s": window,
+                "note": "the next push of this bundle may install an older version, once"}
 
 
 class _OfflinePublisher:
