@@ -37,6 +37,7 @@ from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
+from edge.trigger.bands import BandError, station_bands
 from edge.trigger.stream import StreamingTrigger
 from firmware_bridge.faults import FaultSpec
 from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
@@ -167,7 +168,8 @@ class Daemon:
         settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
                                  max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
                                  sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                 vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+                                 vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s,
+                                 merge_s=cfg.event.merge_s, max_event_s=cfg.event.max_event_s)
         self.archive = None
         if cfg.archive.enabled:
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
@@ -181,11 +183,28 @@ class Daemon:
         else:
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        self.pipeline = EventPipeline(self.station, StreamingTrigger(cfg.trigger), self.classifier,
+        self.pipeline = EventPipeline(self.station, self._trigger(), self.classifier,
                                       publisher, settings, archive=_ArchiveFeed(self.archive) if self.archive else None)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
+
+    def _trigger(self) -> StreamingTrigger:
+        """The streaming trigger on the configured bands, else the bundle's (clipped to the
+        digitizer); sets :attr:`warnings` (rate and band problems, also sent in ``health``)."""
+        rate = float(self.config.station.sampling_rate)
+        m = self.classifier.bundle.manifest
+        try:
+            bands, band_warnings = station_bands(self.config.trigger, rate, m.classes, m.class_bands)
+        except BandError as exc:
+            raise DaemonError(str(exc)) from None
+        rate_warning = self._compat().rate_warning(m)
+        #: standing problems of this setup, logged once and carried by every ``health``
+        self.warnings = [w for w in (rate_warning, *band_warnings) if w]
+        for w in self.warnings:
+            log.warning("%s", w)
+        log.info("trigger bands: %s", ", ".join(f"{lo:g}-{hi:g} Hz" for lo, hi in bands))
+        return StreamingTrigger(self.config.trigger.with_bands(bands))
 
     # ------------------------------------------------------------------ source
     def _source(self) -> Iterator[Chunk | LinkNote]:
@@ -308,6 +327,7 @@ class Daemon:
             model_version=self.classifier.info.version, cpu_percent=self.process.cpu_percent(),
             rss_mb=self.process.rss_mb(),
             last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
+            warnings=list(self.warnings) or None,
             extra={"samples": p.samples, "restarts": self.counters.restarts,
                    "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
                    "events": p.events_ended, "open_events": len(p.open)},
