@@ -90,7 +90,7 @@ def test_bundle_without_class_bands_uses_the_fallback_table_clipped_to_the_digit
     assert bands == [(1.0, 20.0), (5.0, 45.0), (20.0, 45.0)] and warn == []
     bands, warn = station_bands(cfg, 40.0, CLASSES)  # 18 Hz: the fracture band is above it
     assert bands == [(1.0, 18.0), (5.0, 18.0)]
-    assert len(warn) == 1 and "20-120 Hz (fracture)" in warn[0] and "dropped" in warn[0]
+    assert len(warn) == 1 and "20-120 Hz (fracture) does not fit below 18 Hz" in warn[0] and "dropped" in warn[0]
 
 
 def test_manifest_class_bands_and_configured_bands_win() -> None:

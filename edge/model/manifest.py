@@ -484,7 +484,8 @@ class StationCompat:
             if up < down:
                 notes.append(f"station downsamples {st:g} Hz to the model's {mo:g} Hz")
             elif up > down:
-                notes.append(self.rate_warning(manifest))
+                notes.append(self.rate_warning(manifest)
+                             or f"station upsamples {st:g} Hz to the model's {mo:g} Hz")
         if self.classes is not None and tuple(self.classes) != manifest.classes:
             raise BundleError(
                 f"model classes {','.join(manifest.classes)} differ from the station's "
@@ -492,12 +493,17 @@ class StationCompat:
         return notes
 
     def rate_warning(self, manifest: Manifest) -> str | None:
-        """The warning for a digitizer slower than the model (None otherwise), e.g.
-        ``"digitizer 50 Hz < model 250 Hz: the model cannot see above 25 Hz"``."""
+        """The warning for a digitizer slower than the model whose Nyquist frequency is
+        below the top of the model's band (``input.window.freqmax``; the model's Nyquist
+        frequency when the window does not say), e.g. ``"digitizer 50 Hz < model 250 Hz: the
+        model cannot see above 25 Hz"``; None otherwise."""
         if self.sampling_rate is None:
             return None
         st, mo = float(self.sampling_rate), manifest.input.sampling_rate
-        if round(st * 1000) >= round(mo * 1000):
+        top = manifest.input.window.get("freqmax", 0.5 * mo)
+        if not isinstance(top, (int, float)) or isinstance(top, bool):
+            top = 0.5 * mo
+        if round(st * 1000) >= round(mo * 1000) or 0.5 * st >= min(float(top), 0.5 * mo):
             return None
         return (f"digitizer {st:g} Hz < model {mo:g} Hz: the model cannot see above "
                 f"{0.5 * st:g} Hz (upsampled to {mo:g} Hz)")

@@ -7,7 +7,10 @@
   each event class carries its energy in), or, for a bundle without it,
   :data:`FALLBACK_CLASS_BANDS` for the classes the bundle has. ``noise`` gets no band (it is
   not an event). Each band's high corner is clipped to :data:`NYQUIST_FRACTION` x the
-  digitizer rate; a band entirely above that is dropped with a warning.
+  digitizer rate; a band left narrower than an octave by the clipping (e.g. fractures'
+  20-120 Hz on a 50 Hz digitizer: 20-22.5 Hz, in the roll-off of the digitizer's
+  anti-alias filter, where the STA/LTA ratio of the little energy left is noise) or entirely
+  above it is dropped with a warning.
 
 Why several bands: the default 1-20 Hz band suits local earthquakes, but rock fractures carry
 their energy at tens to over a hundred Hz and a 1-20 Hz STA/LTA barely sees them.
@@ -33,6 +36,10 @@ FALLBACK_CLASS_BANDS: dict[str, tuple[float, float]] = {
     "rockfall": (5.0, 50.0),
     "fracture": (20.0, 120.0),
 }
+
+
+#: a bundle band clipped to less than this ratio high/low (an octave) is dropped
+MIN_OCTAVES = 2.0
 
 
 class BandError(ValueError):
@@ -80,8 +87,8 @@ def station_bands(cfg: TriggerConfig, sampling_rate: float, classes: Iterable[st
     top = NYQUIST_FRACTION * fs
     bands, warnings = [], []
     for name, (lo, hi) in table.items():
-        if lo >= top:
-            warnings.append(f"trigger band {_fmt((lo, hi))} ({name}) is above {top:g} Hz "
+        if min(hi, top) < MIN_OCTAVES * lo:
+            warnings.append(f"trigger band {_fmt((lo, hi))} ({name}) does not fit below {top:g} Hz "
                             f"(0.45 x the {fs:g} Hz digitizer rate): dropped")
             continue
         bands.append((float(lo), float(min(hi, top))))
