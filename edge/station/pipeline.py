@@ -219,8 +219,20 @@ class EventPipeline:
         """When the event may close: its window's data is in and ``merge_s`` has passed."""
         s, spec = self.settings, self.classifier.window_spec
         snippet_end = min(oe.trigger_off + s.post_s, oe.trigger_on + s.max_window_s)
-        model_end = oe.trigger_on - spec.pre_s + spec.length_s + spec.margin_s
+        model_end = self._anchor(oe) - spec.pre_s + spec.length_s + spec.margin_s
         oe.need_until = max(snippet_end, model_end, oe.trigger_off + s.merge_s)
+
+    def _anchor(self, oe: OpenEvent) -> UTCDateTime:
+        """Where the model window (and the ML picks) start ``pre_s`` before: the first
+        trigger, unless the sub-trigger with the highest STA/LTA peak -- the main arrival --
+        turns on in the back half of a window placed there (the model would see little of
+        it, e.g. a small trigger ~10 s before a quake); then that sub-trigger."""
+        first = oe.trigger_on
+        if len(oe.subs) < 2:
+            return first
+        spec = self.classifier.window_spec
+        main = max(oe.subs, key=lambda sub: sub["cft_peak"])["trigger_on"]
+        return main if float(main - first) > 0.5 * (spec.length_s - spec.pre_s) else first
 
     def _off(self, ev) -> None:
         oe = self._match(ev)
@@ -289,6 +301,7 @@ class EventPipeline:
         spec = clf.window_spec
         t_start = self.clock()
         trigger_off = oe.trigger_off or oe.trigger_on
+        anchor = self._anchor(oe)
         t0 = oe.trigger_on - max(s.pre_s, spec.pre_s) - spec.margin_s
         t1 = max(oe.need_until or trigger_off, trigger_off)
         st = self.ring.stream(t0, t1)
@@ -301,14 +314,14 @@ class EventPipeline:
         mutual_information = None
         reason_model = None
         try:
-            window = preprocess_stream(st, oe.trigger_on, spec, sensitivity=sens)
+            window = preprocess_stream(st, anchor, spec, sensitivity=sens)
             row = clf.row(clf.predict_window(window))
             event_class = row["class"]
             probabilities = {k: round(v, 6) for k, v in row["probabilities"].items()}
             uncertainty = round(row["uncertainty"], 6)
             mutual_information = round(row["mutual_information"], 6)
             extra["window"] = {"coverage": round(window.coverage, 4), "units": window.units,
-                               "flags": list(window.flags)}
+                               "flags": list(window.flags), "trigger": iso_utc(anchor)}
             model_mag = row["magnitude"]
             if event_class == "noise":
                 model_mag, reason_model = None, "class noise: no magnitude"
@@ -322,9 +335,12 @@ class EventPipeline:
             extra["error"] = f"window unusable: {exc}"
             model_mag, reason_model = None, f"window unusable: {exc}"
         snippet = st.slice(oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s))
+        # ML from the main arrival on (picks on a small earlier trigger would fake an S-P)
+        ml_st = snippet if anchor == oe.trigger_on else st.slice(
+            anchor - s.pre_s, min(trigger_off + s.post_s, anchor + s.max_window_s))
         ml_part = {"ml": None, "reason": "class noise: no magnitude"}
         if event_class not in ("noise", "unknown"):
-            ml_part = event_ml(snippet, inventory=s.inventory, sensitivity=s.sensitivity,
+            ml_part = event_ml(ml_st, inventory=s.inventory, sensitivity=s.sensitivity,
                                vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s).to_dict()
         reasons = [r for r in (ml_part.get("reason") and f"ml: {ml_part['reason']}",
                                reason_model and f"model: {reason_model}") if r]
