@@ -341,12 +341,14 @@ class EventPipeline:
         ml_part = {"ml": None, "reason": "class noise: no magnitude"}
         if event_class not in ("noise", "unknown"):
             ml_part = event_ml(ml_st, inventory=s.inventory, sensitivity=s.sensitivity,
-                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s).to_dict()
+                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s, trigger_on=anchor,
+                               trigger_off=trigger_off).to_dict()
         reasons = [r for r in (ml_part.get("reason") and f"ml: {ml_part['reason']}",
                                reason_model and f"model: {reason_model}") if r]
         magnitude = Magnitude(ml_part.get("ml"), model_mag, "; ".join(reasons) or None,
                               ml_part.get("distance_km"),
-                              {k: ml_part[k] for k in ("s_minus_p_s",) if k in ml_part})
+                              {k: ml_part[k] for k in ("s_minus_p_s", "ml_method", "distance_max_km",
+                                                       "s_minus_p_max_s") if k in ml_part})
         now = self.clock()
         # latency: from the arrival of the data that completed the window to publication
         # (forced closes -- stale link, end of data -- count from the close itself)
