@@ -87,7 +87,7 @@ dir = "{tmp_path / 'state'}"
 """)
     for extra in ([], ["--check"]):
         res = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(cfg), *extra],
-                             capture_output=True, text=True, cwd=REPO, timeout=120)
+                             capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
         assert res.returncode == 2
         last = res.stderr.strip().splitlines()[-1]
         assert "sampling_rate 333.3333 Hz cannot be resampled to the model's 250 Hz" in last
@@ -110,7 +110,7 @@ enabled = false
 dir = "{tmp_path / 'state'}"
 """)
     res = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(cfg), "--check"],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+                         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].endswith(
         "[trigger] bands[1]: 20-120 Hz reaches the Nyquist frequency (50 Hz) of the 100 Hz "

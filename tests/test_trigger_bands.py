@@ -10,7 +10,7 @@ import pytest
 from obspy import Trace, UTCDateTime, read
 
 from edge.trigger.bands import FALLBACK_CLASS_BANDS, BandError, station_bands
-from edge.trigger.stream import StreamingTrigger, TriggerConfig
+from edge.trigger.stream import TriggerConfig
 from tests.test_stream_trigger import UH, ended, expected_picks, obspy_cft, run, samples
 
 CLASSES = ("fracture", "rockfall", "earthquake", "noise")

@@ -17,11 +17,11 @@ their energy at tens to over a hundred Hz and a 1-20 Hz STA/LTA barely sees them
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from edge.trigger.settings import DEFAULT_BAND, TriggerConfig
 
-__all__ = ["BandError", "FALLBACK_CLASS_BANDS", "NYQUIST_FRACTION", "station_bands"]
+__all__ = ["FALLBACK_CLASS_BANDS", "NYQUIST_FRACTION", "BandError", "station_bands"]
 
 #: highest usable trigger frequency as a fraction of the sampling rate (below Nyquist, where
 #: the band-pass design is still a band-pass and the digitizer's anti-alias filter is flat)
