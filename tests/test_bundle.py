@@ -312,8 +312,13 @@ def test_compressed_and_duplicate_entries(good, keys):
 def test_station_with_other_channels_or_rate(good, keys):
     reject(good, [keys["pub"]], "the model needs channels Z,N,E but the station has Z (missing N,E)",
            "incompatible", station=StationCompat(channels=("Z",), sampling_rate=250.0))
+    reject(good, [keys["pub"]], "the station's sampling_rate 333.3333 Hz cannot be resampled to "
+           "the model's 250 Hz", "incompatible", station=StationCompat(sampling_rate=333.3333))
     reject(good, [keys["pub"]], "the model needs 250 Hz but the station samples at 100 Hz",
-           "incompatible", station=StationCompat(sampling_rate=100.0))
+           "incompatible", station=StationCompat(sampling_rate=100.0, allow_upsample=False))
+    # a slower digitizer is accepted, with a note saying what the model cannot see
+    vb = verify_bundle(good, [keys["pub"]], station=StationCompat(sampling_rate=100.0), run_selftest=False)
+    assert "digitizer 100 Hz < model 250 Hz: the model cannot see above 50 Hz (upsampled to 250 Hz)" in vb.notes
     reject(good, [keys["pub"]], "differ from the station's", "incompatible",
            station=StationCompat(classes=("earthquake", "noise")))
     # a faster digitizer downsamples (as preprocess_stream does); Z12 channels are Z, N, E

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = replay(plan, cfg, classifier, Publisher(on_end), inventory=inventory, archive=archive,
                         chunk_s=chunk_s, progress=show)
-    except ReplayError as exc:
+    except (ReplayError, SetupError) as exc:
         raise CommandError(str(exc)) from None
     finally:
         if out is not None:

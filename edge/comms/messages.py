@@ -174,6 +174,9 @@ class EventEnd(_Message):
         channels: channel codes used, e.g. ``["HHZ", "HHN", "HHE"]`` (optional).
         mutual_information: epistemic part of the uncertainty, MC dropout (nats, optional).
         snippet: path of the archived waveform snippet (optional).
+        sub_triggers: the triggers associated into this one event (optional):
+            ``{"count": n, "triggers": [{"trigger_on", "trigger_off", "bands": [[lo, hi]],
+            "cft_peak"}, ...]}`` (the first 50 listed; ``count`` is exact; ``bands`` in Hz).
         extra: more keys merged into the JSON object (optional).
     """
 
@@ -192,6 +195,7 @@ class EventEnd(_Message):
     channels: list[str] | None = None
     mutual_information: float | None = None
     snippet: str | None = None
+    sub_triggers: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -215,7 +219,8 @@ class EventEnd(_Message):
             "latency_ms": self.latency_ms,
         }
         d.update(_clean({"channels": list(self.channels) if self.channels is not None else None,
-                         "mutual_information": self.mutual_information, "snippet": self.snippet}))
+                         "mutual_information": self.mutual_information, "snippet": self.snippet,
+                         "sub_triggers": self.sub_triggers}))
         d.update(self.extra)
         return d
 
@@ -224,14 +229,14 @@ class EventEnd(_Message):
         """Parse a received ``end`` object (unknown keys go to ``extra``)."""
         known = {"schema", "type", "id", "station", "trigger_on", "trigger_off", "duration_s",
                  "cft_peak", "class", "probabilities", "uncertainty", "magnitude", "model",
-                 "latency_ms", "channels", "mutual_information", "snippet"}
+                 "latency_ms", "channels", "mutual_information", "snippet", "sub_triggers"}
         return cls(id=d["id"], station=d["station"], trigger_on=d["trigger_on"],
                    trigger_off=d["trigger_off"], duration_s=d["duration_s"], cft_peak=d["cft_peak"],
                    event_class=d["class"], probabilities=dict(d["probabilities"]),
                    uncertainty=d["uncertainty"], magnitude=d["magnitude"], model=d["model"],
                    latency_ms=d["latency_ms"], channels=d.get("channels"),
                    mutual_information=d.get("mutual_information"), snippet=d.get("snippet"),
-                   extra={k: v for k, v in d.items() if k not in known})
+                   sub_triggers=d.get("sub_triggers"), extra={k: v for k, v in d.items() if k not in known})
 
 
 @dataclass
@@ -249,6 +254,8 @@ class Health(_Message):
         cpu_percent: CPU use of the process (% of one core).
         rss_mb: resident memory (MB).
         last_event_time: ISO UTC trigger-on time of the last event, or None.
+        warnings: standing problems of the station's setup (optional), e.g.
+            ``"digitizer 50 Hz < model 250 Hz: the model cannot see above 25 Hz"``.
         extra: more keys merged into the JSON object.
     """
 
@@ -263,6 +270,7 @@ class Health(_Message):
     cpu_percent: float
     rss_mb: float
     last_event_time: str | None = None
+    warnings: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,6 +279,8 @@ class Health(_Message):
              "outbox_depth": self.outbox_depth, "model_version": self.model_version,
              "cpu_percent": self.cpu_percent, "rss_mb": self.rss_mb,
              "last_event_time": self.last_event_time}
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         d.update(self.extra)
         return d
 

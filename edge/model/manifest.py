@@ -7,11 +7,11 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Mapping
 
 from edge.model.format import BUNDLE_FORMAT, MANIFEST_NAME, SAFE_NAME, SIGNATURE_NAME, BundleError
 from edge.model.keys import KEY_ID_PATTERN
+from edge.signal.resample import resample_factors
 
 __all__ = [
     "TensorSpec",
@@ -26,7 +26,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 _COMPONENT_ALIASES = {"Z": "Z", "N": "N", "E": "E", "1": "N", "2": "E"}
-_MAX_RESAMPLE_FACTOR = 1000  # as edge.signal.preprocess.MAX_RESAMPLE_FACTOR
 
 _INPUT_KINDS = ("waveform", "log_peak", "spectrogram", "scalars", "noise", "other")
 _OUTPUT_KINDS = ("class_probs", "class_logits", "mag_probs", "mag_logits", "other")
@@ -121,6 +120,9 @@ class Manifest:
     signer: str
     software: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: optional: class -> (low, high) Hz, the band each event class carries its energy in;
+    #: the station's default trigger bands (:func:`edge.trigger.bands.station_bands`)
+    class_bands: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def default_model(self) -> ModelFile:
@@ -144,6 +146,8 @@ class Manifest:
             "training_data": dict(self.training_data), "parity": self.parity,
             "selftest": self.selftest.to_dict(), "signer": self.signer,
             "software": self.software, "extra": self.extra,
+            **({"class_bands": {k: list(v) for k, v in self.class_bands.items()}}
+               if self.class_bands else {}),
         }
 
     @classmethod
@@ -155,9 +159,9 @@ class Manifest:
 _MANIFEST_FIELDS = {
     "format", "name", "version", "created", "description", "classes", "magnitude_bins", "input",
     "inputs", "outputs", "mc_dropout", "models", "files", "training_data", "parity", "selftest",
-    "signer", "software", "extra",
+    "signer", "software", "extra", "class_bands",
 }
-_OPTIONAL_FIELDS = {"description", "parity", "software", "extra"}
+_OPTIONAL_FIELDS = {"description", "parity", "software", "extra", "class_bands"}
 
 
 def _bad(msg: str) -> BundleError:
@@ -399,13 +403,34 @@ def _parse_manifest(d: Any) -> Manifest:
     if not isinstance(software, str) or not isinstance(extra, dict):
         raise _bad("software must be a string and extra an object")
 
+    class_bands = _class_bands(d.get("class_bands", {}), classes)
+
     return Manifest(
         format=fmt, name=name, version=version, created=created, description=description,
         classes=tuple(classes), magnitude_bins=dict(mb), input=inspec, inputs=inputs,
         outputs=outputs, mc_dropout=dict(mc), models=tuple(models), files=files,
         training_data=dict(td), parity=parity, selftest=selftest, signer=signer,
-        software=software, extra=extra,
+        software=software, extra=extra, class_bands=class_bands,
     )
+
+
+def _class_bands(d: Any, classes: list[str]) -> dict[str, tuple[float, float]]:
+    """``class_bands``: ``{class: [low, high]}`` in Hz, 0 < low < high, classes of the model."""
+    if not isinstance(d, dict):
+        raise _bad("class_bands must be an object {class: [low, high]} (Hz)")
+    out: dict[str, tuple[float, float]] = {}
+    for cls_name, band in d.items():
+        where = f"class_bands[{cls_name!r}]"
+        if cls_name not in classes:
+            raise _bad(f"{where}: {cls_name!r} is not one of the classes {', '.join(classes)}")
+        if (not isinstance(band, list) or len(band) != 2
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in band)):
+            raise _bad(f"{where} must be [low, high] in Hz, got {json.dumps(band)[:60]}")
+        lo, hi = float(band[0]), float(band[1])
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+            raise _bad(f"{where} must have 0 < low < high (Hz), got {band}")
+        out[cls_name] = (lo, hi)
+    return out
 
 
 # --------------------------------------------------------------------------- station
@@ -414,19 +439,25 @@ def _parse_manifest(d: Any) -> Manifest:
 @dataclass(frozen=True)
 class StationCompat:
     """What a station can feed a model: its components and the sampling rate its digitizer
-    delivers. ``None`` skips that check. A station whose rate is *higher* than the model's
-    may downsample to it (``allow_downsample``, as :func:`edge.signal.preprocess.preprocess_stream`
-    does); a lower rate cannot make up the missing band and is refused. ``classes``, when
-    given, must equal the model's classes (for stations whose consumers rely on them)."""
+    delivers. ``None`` skips that check. Any digitizer rate the resampler can bring to the
+    model's rate (:func:`edge.signal.resample.resample_factors`: the reduced fraction of the
+    two rates, to 1 mHz, with factors up to 1000) is accepted, as
+    :func:`edge.signal.preprocess.preprocess_stream` resamples each event window to the
+    model's rate. A *lower* rate is accepted with a note saying what the model cannot see
+    (nothing above the digitizer's Nyquist frequency), unless ``allow_upsample`` is False; a
+    rate the resampler cannot serve (e.g. 333.3333 Hz) is refused. ``classes``, when given,
+    must equal the model's classes (for stations whose consumers rely on them)."""
 
     channels: tuple[str, ...] | None = ("Z", "N", "E")
     sampling_rate: float | None = None
     allow_downsample: bool = True
     classes: tuple[str, ...] | None = None
+    allow_upsample: bool = True
 
     def check(self, manifest: Manifest) -> list[str]:
         """Raise :class:`BundleError` (code ``incompatible``) naming both values when the
-        model's input does not match this station; return notes (e.g. downsampling)."""
+        model's input does not match this station; return notes (downsampling, and for a
+        slower digitizer a warning starting with ``"digitizer "``, see :meth:`rate_warning`)."""
         notes: list[str] = []
         inp = manifest.input
         if self.channels is not None:
@@ -439,20 +470,40 @@ class StationCompat:
                     f"(missing {','.join(missing)})", "incompatible")
         if self.sampling_rate is not None:
             st, mo = float(self.sampling_rate), inp.sampling_rate
-            if abs(st - mo) > 1e-6 * mo:
-                ok = False
-                if self.allow_downsample and st > mo:
-                    ratio = Fraction(round(mo * 1000), round(st * 1000))
-                    ok = max(ratio.numerator, ratio.denominator) <= _MAX_RESAMPLE_FACTOR
-                if not ok:
-                    raise BundleError(
-                        f"model input does not match the station: the model needs {mo:g} Hz but "
-                        f"the station samples at {st:g} Hz", "incompatible")
+            try:
+                up, down = resample_factors(st, mo)
+            except ValueError as exc:
+                why = str(exc).split(": ", 1)[-1]  # "the rates (to 1 mHz) make the fraction ..."
+                raise BundleError(f"model input does not match the station: the station's "
+                                  f"sampling_rate {st:.10g} Hz cannot be resampled to the model's "
+                                  f"{mo:g} Hz: {why}", "incompatible") from None
+            if up > down and not self.allow_upsample or up < down and not self.allow_downsample:
+                raise BundleError(
+                    f"model input does not match the station: the model needs {mo:g} Hz but "
+                    f"the station samples at {st:g} Hz", "incompatible")
+            if up < down:
                 notes.append(f"station downsamples {st:g} Hz to the model's {mo:g} Hz")
+            elif up > down:
+                notes.append(self.rate_warning(manifest)
+                             or f"station upsamples {st:g} Hz to the model's {mo:g} Hz")
         if self.classes is not None and tuple(self.classes) != manifest.classes:
             raise BundleError(
                 f"model classes {','.join(manifest.classes)} differ from the station's "
                 f"{','.join(self.classes)}", "incompatible")
         return notes
 
-
+    def rate_warning(self, manifest: Manifest) -> str | None:
+        """The warning for a digitizer slower than the model whose Nyquist frequency is
+        below the top of the model's band (``input.window.freqmax``; the model's Nyquist
+        frequency when the window does not say), e.g. ``"digitizer 50 Hz < model 250 Hz: the
+        model cannot see above 25 Hz"``; None otherwise."""
+        if self.sampling_rate is None:
+            return None
+        st, mo = float(self.sampling_rate), manifest.input.sampling_rate
+        top = manifest.input.window.get("freqmax", 0.5 * mo)
+        if not isinstance(top, (int, float)) or isinstance(top, bool):
+            top = 0.5 * mo
+        if round(st * 1000) >= round(mo * 1000) or 0.5 * st >= min(float(top), 0.5 * mo):
+            return None
+        return (f"digitizer {st:g} Hz < model {mo:g} Hz: the model cannot see above "
+                f"{0.5 * st:g} Hz (upsampled to {mo:g} Hz)")

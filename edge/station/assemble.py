@@ -20,6 +20,8 @@ from edge.model.inference import EventClassifier
 from edge.model.install import current_model_dir
 from edge.model.manifest import StationCompat
 from edge.station.pipeline import EventPipeline, EventSettings, Publisher
+from edge.trigger.bands import BandError, station_bands
+from edge.trigger.settings import TriggerConfig
 from edge.trigger.stream import StreamingTrigger
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ __all__ = [
     "open_bundle",
     "read_station_inventory",
     "station_compat",
+    "trigger_setup",
 ]
 
 
@@ -96,21 +99,43 @@ def event_settings(cfg, inventory: Inventory | None) -> EventSettings:
     return EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
                          max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
                          sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                         vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+                         vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s,
+                         merge_s=cfg.event.merge_s, max_event_s=cfg.event.max_event_s)
 
 
-def make_trigger(cfg) -> StreamingTrigger:
-    """The streaming trigger of ``[trigger]`` (raises on settings it cannot run)."""
-    return StreamingTrigger(cfg.trigger)
+def trigger_setup(cfg, classifier: EventClassifier, sampling_rate: float | None = None,
+                  ) -> tuple[TriggerConfig, list[str]]:
+    """The ``[trigger]`` settings on the configured bands, else the bundle's (clipped to the
+    digitizer at ``sampling_rate`` Hz, default ``[station] sampling_rate``), and the standing
+    warnings of this setup (a digitizer slower than the model, bands dropped). Raises
+    :class:`SetupError` naming the key of a band the digitizer cannot serve."""
+    rate = float(sampling_rate if sampling_rate is not None else cfg.station.sampling_rate)
+    m = classifier.bundle.manifest
+    try:
+        bands, band_warnings = station_bands(cfg.trigger, rate, m.classes, m.class_bands)
+    except BandError as exc:
+        raise SetupError(str(exc)) from None
+    rate_warning = station_compat(cfg, sampling_rate=rate).rate_warning(m)
+    warnings = [w for w in (rate_warning, *band_warnings) if w]
+    log.info("trigger bands: %s", ", ".join(f"{lo:g}-{hi:g} Hz" for lo, hi in bands))
+    return cfg.trigger.with_bands(bands), warnings
+
+
+def make_trigger(cfg, classifier: EventClassifier, sampling_rate: float | None = None) -> StreamingTrigger:
+    """The streaming trigger of :func:`trigger_setup` (raises on settings it cannot run)."""
+    return StreamingTrigger(trigger_setup(cfg, classifier, sampling_rate)[0])
 
 
 def build_pipeline(cfg, station: str, classifier: EventClassifier, publisher: Publisher,
                    inventory: Inventory | None = None, archive=None,
-                   trigger: StreamingTrigger | None = None) -> EventPipeline:
+                   trigger: StreamingTrigger | None = None, sampling_rate: float | None = None,
+                   ) -> EventPipeline:
     """The event pipeline of station ``station`` (``NET.STA``): ``trigger`` (default: a new
     :func:`make_trigger`), ``classifier``, the event settings, and ``archive`` (an
     :class:`edge.station.archive.SdsArchive`, or None: nothing written)."""
-    return EventPipeline(station, trigger if trigger is not None else make_trigger(cfg), classifier,
+    if trigger is None:
+        trigger = make_trigger(cfg, classifier, sampling_rate)
+    return EventPipeline(station, trigger, classifier,
                          publisher, event_settings(cfg, inventory),
                          archive=ArchiveFeed(archive) if archive is not None else None)
 

@@ -251,6 +251,12 @@ class EventConfig:
                              "first max_window_s seconds (s)", check=gt(0.0))
     mc_passes: int = _f(20, "Monte-Carlo dropout passes per event (uncertainty); 1 = a single "
                         "deterministic pass", check=ge(1))
+    merge_s: float = _f(15.0, "a trigger that turns on within merge_s after the previous one of "
+                        "the open event turned off belongs to the same event (the S phase of a "
+                        "local quake, the impacts of a rockfall, coda re-triggers): one new, one "
+                        "end; 0 = every trigger is its own event (s)", check=ge(0.0))
+    max_event_s: float = _f(120.0, "no trigger joins an event that began more than max_event_s "
+                            "before it: a longer sequence becomes several events (s)", check=gt(0.0))
 
     def _cross(self) -> list[tuple[str, str]]:
         if self.max_window_s <= self.pre_s + self.post_s:
@@ -352,8 +358,13 @@ TRIGGER_DOCS: dict[str, str] = {
     "lta_s": "long-term average window (s)",
     "on": "STA/LTA ratio that turns the trigger on",
     "off": "STA/LTA ratio that turns the trigger off",
-    "freqmin": "band-pass low corner applied before the trigger (Hz)",
-    "freqmax": "band-pass high corner applied before the trigger (Hz)",
+    "freqmin": "low corner of a single trigger band (Hz); unset (and bands = []) = the "
+               "bundle's bands",
+    "freqmax": "high corner of a single trigger band (Hz), below the digitizer's Nyquist "
+               "frequency; unset (and bands = []) = the bundle's bands",
+    "bands": "trigger bands [[low, high], ...] (Hz), each with its own band-pass and STA/LTA; an "
+             "event opens when any band triggers; [] = the bundle's class bands clipped to 0.45 x "
+             "the digitizer rate (not together with freqmin/freqmax)",
     "corners": "band-pass filter corners (poles)",
     "min_duration_s": "shorter triggers are discarded (s)",
     "max_duration_s": "a trigger still on after this long is closed (s)",
@@ -363,7 +374,7 @@ TRIGGER_DOCS: dict[str, str] = {
     "weights": "per-channel weight in the coincidence sum, e.g. { HHZ = 1.0 }; {} = 1 each",
     "warmup_s": "no trigger before this many seconds of data (s); unset = lta_s",
 }
-TRIGGER_EXAMPLES: dict[str, Any] = {"warmup_s": 10.0}
+TRIGGER_EXAMPLES: dict[str, Any] = {"warmup_s": 10.0, "freqmin": 1.0, "freqmax": 20.0}
 
 MQTT_EXTRA_DOCS: dict[str, str] = {
     "enabled": "connect to the broker and publish; false = run offline (the outbox keeps the messages)",
@@ -557,7 +568,10 @@ def _expected(tp: Any) -> str:
         return "a number"
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
-        return "an array of " + _expected(item).split(" ", 1)[-1].split(" (")[0] + "s"
+        inner = _expected(item).split(" ", 1)[-1].split(" (")[0]
+        if typing.get_origin(item) is list:  # "arrays of numbers"
+            return "an array of " + inner.replace("array", "arrays", 1)
+        return "an array of " + inner + "s"
     if origin is dict:
         args = typing.get_args(tp)
         return "a table of " + _expected(args[1] if args else Any).split(" ", 1)[-1] + "s"

@@ -41,15 +41,16 @@ from edge.station.assemble import (
     SetupError,
     build_pipeline,
     load_classifier,
-    make_trigger,
     open_bundle,
     read_station_inventory,
     station_compat,
+    trigger_setup,
 )
 from edge.station.commands import CommandDesk
 from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 from edge.station.sd_notify import Notifier
+from edge.trigger.stream import StreamingTrigger
 from firmware_bridge.faults import FaultSpec
 from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
 from firmware_bridge.sources import NoiseSource, source_from_files
@@ -193,7 +194,10 @@ class Daemon:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
         self._inventory = read_station_inventory(cfg)
-        self._trigger = make_trigger(cfg)
+        trigger_cfg, self.warnings = trigger_setup(cfg, self.classifier)
+        for w in self.warnings:
+            log.warning("%s", w)
+        self._trigger = StreamingTrigger(trigger_cfg)
 
     def _state_paths(self) -> list[tuple[str, Path]]:
         """(config key, path) of every file or folder the station creates when it starts."""
@@ -411,6 +415,7 @@ class Daemon:
             model_version=self.classifier.info.version, cpu_percent=self.process.cpu_percent(),
             rss_mb=self.process.rss_mb(),
             last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
+            warnings=list(self.warnings) or None,
             extra={"samples": p.samples, "restarts": self.counters.restarts,
                    "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
                    "events": p.events_ended, "open_events": len(p.open),

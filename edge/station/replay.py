@@ -373,8 +373,9 @@ def replay(plan: Plan, cfg, classifier: EventClassifier, publisher: Publisher, *
         progress: called with ``(fraction of samples done, seconds so far)`` at each further
             tenth of the data.
     """
-    pipes = {sid: build_pipeline(cfg, sid, classifier, publisher, inventory, archive=archive)
-             for sid in plan.stations}
+    pipes = {sid: build_pipeline(cfg, sid, classifier, publisher, inventory, archive=archive,
+                                 sampling_rate=s.sampling_rate)
+             for sid, s in plan.stations.items()}
     cursors = [(_Cursor(cid, ps, chunk_s), sid) for sid, s in plan.stations.items()
                for cid, ps in s.channels.items()]
     files = _Files(p for s in plan.stations.values() for ps in s.channels.values() for p in ps)

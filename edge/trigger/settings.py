@@ -10,11 +10,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["METHODS", "TriggerConfig"]
+__all__ = ["DEFAULT_BAND", "METHODS", "TriggerConfig"]
 
 #: the characteristic functions :class:`~edge.trigger.stream.StreamingTrigger` computes
 #: (ObsPy's names)
 METHODS = ("recstalta", "classicstalta")
+
+#: the trigger band (Hz) when neither ``bands`` nor ``freqmin``/``freqmax`` is set (outside a
+#: station; the station takes its bands from the model bundle, :mod:`edge.trigger.bands`)
+DEFAULT_BAND = (1.0, 20.0)
 
 
 @dataclass
@@ -28,9 +32,15 @@ class TriggerConfig:
         lta_s: long-term average window (s); > ``sta_s``.
         on: STA/LTA ratio that turns a channel's trigger on.
         off: STA/LTA ratio below which it turns off; 0 < ``off`` < ``on``.
-        freqmin: band-pass low corner (Hz).
+        freqmin: band-pass low corner (Hz) of a single trigger band; None: 1 Hz when
+            ``freqmax`` is set, else see ``bands``.
         freqmax: band-pass high corner (Hz); at or above Nyquist ObsPy (and this trigger)
-            applies a high-pass at ``freqmin`` instead.
+            applies a high-pass at ``freqmin`` instead. None: 20 Hz when ``freqmin`` is set.
+        bands: several trigger bands ``[[lo, hi], ...]`` (Hz), each with its own band-pass and
+            STA/LTA; an event goes on when any band's coincidence sum is reached. Empty with
+            ``freqmin``/``freqmax`` unset: the station takes the bands of the model bundle
+            (:func:`edge.trigger.bands.station_bands`); elsewhere :data:`DEFAULT_BAND`.
+            Not together with ``freqmin``/``freqmax``.
         corners: band-pass corners (filter order per side, as ObsPy's ``corners``).
         min_duration_s: an event shorter than this is withdrawn ("cancel") (s).
         max_duration_s: an event (and a channel trigger) still on after this long is
@@ -53,8 +63,9 @@ class TriggerConfig:
     lta_s: float = 10.0
     on: float = 5.0
     off: float = 1.5
-    freqmin: float = 1.0
-    freqmax: float = 20.0
+    freqmin: float | None = None
+    freqmax: float | None = None
+    bands: list[list[float]] = field(default_factory=list)
     corners: int = 4
     min_duration_s: float = 0.0
     max_duration_s: float = 120.0
@@ -95,6 +106,7 @@ class TriggerConfig:
         out, so ``from_dict(to_dict())`` gives an equal configuration."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["weights"] = dict(self.weights)
+        out["bands"] = [list(b) for b in self.bands]
         return {k: v for k, v in out.items() if v is not None}
 
     def validate(self) -> None:
@@ -126,10 +138,19 @@ class TriggerConfig:
             bad("off", "> 0")
         if not self.on > self.off:
             bad("on", "> off", f" = {_show(self.off)}")
-        if not self.freqmin > 0:
+        lo, hi = self._single_band()
+        if self.freqmin is not None and not lo > 0:
             bad("freqmin", "> 0")
-        if not self.freqmax > self.freqmin:
-            bad("freqmax", "> freqmin", f" = {_show(self.freqmin)}")
+        if self.freqmax is not None and not hi > lo:
+            out.append(f"freqmax: must be > freqmin = {_show(lo)}, got {_show(hi)}")
+        elif self.freqmin is not None and not hi > lo:
+            bad("freqmin", "< freqmax", f" = {_show(hi)}")
+        if self.bands and (self.freqmin is not None or self.freqmax is not None):
+            out.append("bands: set either bands or freqmin/freqmax, not both")
+        for i, b in enumerate(self.bands):
+            if not 0 < b[0] < b[1]:
+                out.append(f"bands[{i}]: must be [low, high] with 0 < low < high (Hz), "
+                           f"got {_show_band(b)}")
         if not 1 <= self.corners <= 20:
             bad("corners", "within [1, 20]")
         if not self.min_duration_s >= 0:
@@ -153,6 +174,33 @@ class TriggerConfig:
             bad("warmup_s", ">= 0")
         return out
 
+    def _single_band(self) -> tuple[float, float]:
+        lo = DEFAULT_BAND[0] if self.freqmin is None else float(self.freqmin)
+        hi = DEFAULT_BAND[1] if self.freqmax is None else float(self.freqmax)
+        return lo, hi
+
+    def configured_bands(self) -> list[tuple[float, float]] | None:
+        """The bands this configuration names (``bands``, or ``[(freqmin, freqmax)]`` when
+        either is set), or None when it names none (the station then uses the bundle's)."""
+        if self.bands:
+            return [(float(b[0]), float(b[1])) for b in self.bands]
+        if self.freqmin is not None or self.freqmax is not None:
+            return [self._single_band()]
+        return None
+
+    def bands_hz(self) -> list[tuple[float, float]]:
+        """The trigger bands (Hz) :class:`~edge.trigger.stream.StreamingTrigger` runs:
+        :meth:`configured_bands`, else ``[DEFAULT_BAND]``."""
+        return self.configured_bands() or [DEFAULT_BAND]
+
+    def with_bands(self, bands: list[tuple[float, float]]) -> "TriggerConfig":
+        """A copy running exactly ``bands`` (Hz) (``freqmin``/``freqmax`` unset)."""
+        d = self.to_dict()
+        d.pop("freqmin", None)
+        d.pop("freqmax", None)
+        d["bands"] = [[float(lo), float(hi)] for lo, hi in bands]
+        return type(self).from_dict(d)
+
     def weight(self, seed_id: str) -> float:
         """The coincidence weight of a channel: ``weights[seed_id]``, else
         ``weights[channel code]``, else 1."""
@@ -164,7 +212,11 @@ class TriggerConfig:
 
 _INT_KEYS = {"corners"}
 _STR_KEYS = {"method"}
-_OPTIONAL_KEYS = {"warmup_s"}
+_OPTIONAL_KEYS = {"warmup_s", "freqmin", "freqmax"}
+
+
+def _show_band(b: Any) -> str:
+    return "[" + ", ".join(_show(x) for x in b) + "]"
 
 
 def _show(v: Any) -> str:
@@ -220,6 +272,17 @@ def _type_problem(key: str, v: Any) -> str | None:
             if p:
                 return f"{key}.{k}: {p}"
         return None
+    if key == "bands":
+        if not isinstance(v, (list, tuple)):
+            return f"{key}: expected an array of [low, high] pairs (Hz), got {_describe(v)}"
+        for i, b in enumerate(v):
+            if not isinstance(b, (list, tuple)) or len(b) != 2:
+                return f"{key}[{i}]: expected a pair [low, high] (Hz), got {_describe(b)}"
+            for x in b:
+                p = _number_problem(x)
+                if p:
+                    return f"{key}[{i}]: {p}"
+        return None
     if key in _OPTIONAL_KEYS and v is None:
         return None
     p = _number_problem(v)
@@ -233,6 +296,8 @@ def _normalise(key: str, v: Any) -> Any:
         return int(v)
     if key == "weights":
         return {str(k): float(w) for k, w in v.items()}
+    if key == "bands":
+        return [[float(b[0]), float(b[1])] for b in v]
     return float(v)
 
 
