@@ -82,6 +82,10 @@ class _Message(Struct):
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (keys as the spec names them)."""
         d = msgspec.to_builtins(self)
+        for f in msgspec.structs.fields(self):  # nested messages merge their own extra
+            v = getattr(self, f.name)
+            if isinstance(v, _Message):
+                d[f.encode_name] = v.to_dict()
         d.update(d.pop("extra", None) or {})
         return d
 
@@ -206,12 +210,19 @@ class EventEnd(_Event, tag="end", rename={"event_class": "class"}):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EventEnd":
-        """Parse a received ``end`` object (unknown keys go to ``extra``)."""
-        known = {"schema", "type", "class", *(f.encode_name for f in msgspec.structs.fields(cls))}
-        known.discard("extra")
-        fields = {k: v for k, v in d.items() if k in known and k not in ("schema", "type")}
-        return msgspec.convert({**fields, "type": "end",
-                                "extra": {k: v for k, v in d.items() if k not in known}}, cls)
+        """Parse a received ``end`` object (unknown keys go to ``extra``, those of
+        ``magnitude`` to its ``extra``); types and bounds are checked (msgspec.ValidationError)."""
+        fields = _with_extra(cls, {k: v for k, v in d.items() if k not in ("schema", "type")})
+        if isinstance(fields.get("magnitude"), Mapping):
+            fields["magnitude"] = _with_extra(Magnitude, fields["magnitude"])
+        return msgspec.convert({**fields, "type": "end"}, cls)
+
+
+def _with_extra(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` with the keys that are not fields of ``cls`` moved into ``extra``."""
+    known = {f.encode_name for f in msgspec.structs.fields(cls)} - {"extra"}
+    return {**{k: v for k, v in d.items() if k in known},
+            "extra": {k: v for k, v in d.items() if k not in known}}
 
 
 class Health(_Message):

@@ -117,8 +117,9 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 def num(x: float) -> str:
-    """A number in a message: ``0`` not ``0.0``, ``1.5e+09``."""
-    return f"{x:g}"
+    """A number in a message: ``0`` not ``0.0``, ``0.25``, ``1e-09``."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e16 else repr(x)
 
 
 def show(v: Any) -> str:
