@@ -341,7 +341,7 @@ def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path: Path) ->
         f"python3 -m venv {prefix}/venv",
         f"{prefix}/venv/bin/python -m pip install -c {REPO}/constraints.txt 'microseis-edge[edge] @ file://{REPO}'",
         f"install -d -m 0750 -o root -g microseis {config.parent}",
-        f"{prefix}/venv/bin/python -m edge.station.config example > {config}",
+        f"{prefix}/venv/bin/microseis run --print-example-config > {config}",
         f"chmod 0640 {config}",
         f"s#/etc/microseis/config.toml#{config}#g; s#/opt/microseis#{prefix}#g",
         "/etc/systemd/system/microseis.service",
@@ -358,7 +358,7 @@ def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path: Path) ->
         assert "[dry-run] useradd --system" in text
     # the order matters: the unit and the rule are in place before daemon-reload and start
     assert text.index("install -D -m 0644 ") < text.index("daemon-reload") < text.index("enable --now")
-    assert text.index("-m venv") < text.index("pip install") < text.index("edge.station.config example")
+    assert text.index("-m venv") < text.index("pip install") < text.index("run --print-example-config")
     assert not any(ln.startswith("+ ") for ln in out.splitlines()), "a dry run ran something"
     assert out.rstrip().endswith("(dry run: nothing was changed)")
     assert sorted(tmp_path.rglob("*")) == before, "a dry run created files"
@@ -379,9 +379,9 @@ def test_install_keeps_an_existing_config(tmp_path: Path) -> None:
     conf.write_text("[station]\nid = \"CH.MINE\"\n")
     r = _install("--dry-run", "--prefix", str(tmp_path / "opt"), "--config", str(conf))
     assert r.returncode == 0, r.stderr
-    assert "edge.station.config example >" not in r.stdout
+    assert "--print-example-config >" not in r.stdout
     assert "exists, kept" in r.stdout
-    assert f"-m edge.station.config check {conf}" in r.stdout  # an upgrade re-checks the kept file
+    assert f"/venv/bin/microseis run --config {conf} --check" in r.stdout  # an upgrade re-checks the kept file
     assert conf.read_text() == "[station]\nid = \"CH.MINE\"\n"
 
 
