@@ -15,7 +15,7 @@ from edge.schema.core import (ConfigError, Problem, _strip, convert, describe_ty
                               show, struct_type)
 
 __all__ = ["FieldDoc", "add_options", "example_toml", "field_docs", "from_args", "inline_schema",
-           "reference_markdown"]
+           "option_lines", "reference_markdown"]
 
 T = TypeVar("T")
 
@@ -153,17 +153,26 @@ def from_args(cls: type[T], args: argparse.Namespace, base: Mapping[str, Any] | 
     """The Struct from the options :func:`add_options` made (given ones over ``base`` over
     the defaults). Raises :class:`ConfigError` whose lines name the option
     (``"--snr-db: must ..."``) or, for a cross-field problem, the field."""
-    options = {f.key: f.extra["cli"] for f in field_docs(cls) if f.extra.get("cli")}
+    options = _options(cls)
     values = dict(base or {})
     values.update({f.key: getattr(args, f.name) for f in field_docs(cls)
                    if f.key in options and hasattr(args, f.name)})
     try:
         return convert(values, cls)
     except ConfigError as exc:
-        lines = []
-        for p in exc.problems:
-            head = p.path[0] if p.path else None
-            if head in options:
-                p = Problem((options[head],) + p.path[1:], p.text, p.kind)
-            lines.append(p.render())
-        raise ConfigError(lines, exc.problems) from None
+        raise ConfigError(option_lines(cls, exc), exc.problems) from None
+
+
+def _options(cls: type) -> dict[str, str]:
+    return {f.key: f.extra["cli"] for f in field_docs(cls) if f.extra.get("cli")}
+
+
+def option_lines(cls: type, exc: ConfigError) -> list[str]:
+    """The lines of ``exc`` (from converting ``cls``) with each field named by its option."""
+    options = _options(cls)
+    lines = []
+    for p in exc.problems:
+        if p.path and p.path[0] in options:
+            p = Problem((options[p.path[0]],) + p.path[1:], p.text, p.kind)
+        lines.append(p.render())
+    return lines
