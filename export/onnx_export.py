@@ -14,7 +14,7 @@ The graph (``shared/notes/toolchain.md`` has the traps these choices avoid):
   ``Relu`` nodes are quantized (a quantized Relu folds into the QLinearConv before it): on
   this CPU quantizing the small Gemm/Mul/Add nodes of the attention and shrinkage blocks
   added more Quantize/Dequantize work than it saved. The station opens sessions with
-  ONNX Runtime's NhwcTransformer off (:func:`edge.model.bundle.open_onnx_session`). Measured on
+  ONNX Runtime's NhwcTransformer off (:func:`edge.model.runtime.open_onnx_session`). Measured on
   the default ResNet18-CBAM, one thread, p50 relative to fp32: Conv only 0.86, Conv + Relu
   0.83, Conv + Relu + Gemm 1.06, every op 1.12 (docs/performance.md).
 """
@@ -25,8 +25,8 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -123,8 +123,13 @@ def quantize_int8(fp32: bytes, feeds: Sequence[dict[str, np.ndarray]],
     """Static int8 QDQ of an fp32 graph, calibrated on ``feeds``; returns the ONNX bytes."""
     if not feeds:
         raise ValueError("int8 quantization needs calibration windows (got none)")
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(_Reader, CalibrationDataReader):

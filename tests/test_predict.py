@@ -19,12 +19,13 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")  # building the test bundle needs the trainer and exporter
 
 import obspy  # noqa: E402
-from obspy import Trace, UTCDateTime  # noqa: E402
+from obspy import Stream, Trace, UTCDateTime  # noqa: E402
 
 from edge.cli import main  # noqa: E402
-from edge.signal.dataset import iter_windows, read_labels  # noqa: E402
 from edge.model.inference import EventClassifier  # noqa: E402
+from edge.signal.dataset import iter_windows, read_labels  # noqa: E402
 from edge.signal.picking import pick_trigger  # noqa: E402
+from edge.signal.resample import resample_trace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: RJOB: 200 Hz plain ASCII, no header; start time from the file name, P at 30.635 s
@@ -228,6 +229,32 @@ def test_station_filter(env, capsys, tmp_path):
     assert [r["station"] for r in read_csv(out)] == [lab.station]
     rc, _, err = run_predict(capsys, env, str(both), "--out", str(out), "--station", "nodot")
     assert rc == 2 and "NET.STA" in err
+
+
+def test_any_digitizer_rate(env, capsys, tmp_path):
+    """One dataset event recorded (resampled) at 50, 100, 500 and 1000 Hz instead of the
+    model's 250 Hz: every rate is classified; the faster digitizers give the 250 Hz numbers."""
+    labels, _ = read_labels(env["ds"], check_files=False)
+    lab = labels[1]
+    st = obspy.read(str(env["ds"] / lab.path))
+    assert {tr.stats.sampling_rate for tr in st} == {250.0}
+    d = tmp_path / "rates"
+    (d / "w").mkdir(parents=True)
+    lines = ["path,label,magnitude,trigger_time,station"]
+    for fs in (250, 50, 100, 500, 1000):
+        Stream([resample_trace(tr, float(fs)) for tr in st]).write(str(d / "w" / f"{fs}.mseed"), format="MSEED",
+                                                                    encoding="FLOAT64")
+        lines.append(f"w/{fs}.mseed,{lab.label},,{lab.trigger_time.isoformat()}Z,{lab.station}")
+    (d / "labels.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "rates.csv"
+    rc, _, err = run_predict(capsys, env, str(d), "--out", str(out))
+    assert rc == 0, err
+    rows = {Path(r["path"]).stem: r for r in read_csv(out)}
+    assert all(r["class"] for r in rows.values()), rows
+    ref = np.array([float(v) for k, v in rows["250"].items() if k.startswith("p_")])
+    for fs in ("500", "1000"):
+        probs = np.array([float(v) for k, v in rows[fs].items() if k.startswith("p_")])
+        np.testing.assert_allclose(probs, ref, atol=2e-3)
 
 
 # --------------------------------------------------------------------------- real data

@@ -4,20 +4,23 @@
 two model files with ``runtime``/``model_file``)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from edge.model.bundle import BundleError
+from edge.model.format import BundleError
 from edge.model.inference import EventClassifier
 from edge.model.predictions import Predictions
+from trainer.gradcam import GradCamUnsupported
+from trainer.scorer import EvaluationError
 
 __all__ = ["BundleScorer"]
 
 
 class BundleScorer:
-    """:class:`trainer.evaluate.Scorer` for a ``*.msb`` bundle.
+    """:class:`trainer.scorer.Scorer` for a ``*.msb`` bundle.
 
     Args:
         path: the bundle file.
@@ -30,8 +33,6 @@ class BundleScorer:
 
     def __init__(self, path: str | Path, trusted_keys: Iterable[Any] | None = None,
                  runtime: str = "onnx", batch_size: int = 64) -> None:
-        from trainer.evaluate import EvaluationError
-
         self.path = Path(path)
         try:
             self.clf = EventClassifier.load(self.path, trusted_keys=trusted_keys, runtime=runtime,
@@ -54,8 +55,6 @@ class BundleScorer:
         return p.predict(x, log_peak)
 
     def gradcam(self, x: np.ndarray, log_peak: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
-        from trainer.gradcam import GradCamUnsupported
-
         raise GradCamUnsupported("Grad-CAM needs the torch model: evaluate the training run "
                                  "directory for the maps")
 

@@ -1,4 +1,4 @@
-"""Payloads of the MQTT interface (the spec's mqtt.md) as msgspec Structs.
+"""Payloads of the MQTT interface (docs/spec/mqtt.md) as msgspec Structs.
 
 Each message has ``to_dict()`` (the JSON object, keys as the spec names them) and
 ``to_json()`` (compact UTF-8 text). The event messages (``new``, ``end``) declare the
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, ClassVar, Mapping, Optional
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import Meta, Struct

@@ -21,11 +21,18 @@ Pipeline of :func:`preprocess_stream`, per component, all in float64:
    the usual taper of the cut's two ends; at a gap or where the file ends inside the cut it
    keeps the zero fill from making a step that would ring through the bandpass.
 5. **resample** to ``spec.sampling_rate`` when the input rate differs, with
-   ``scipy.signal.resample_poly(x, up, down)`` (default Kaiser-windowed FIR, beta 5; zero
-   phase, so output sample ``m`` lies at the grid start + ``m / spec.sampling_rate``).
-   ``up/down`` is the reduced fraction ``spec.sampling_rate / input_rate`` with the input
-   rate rounded to 1 mHz (50 -> 5/1, 100 -> 5/2, 200 -> 5/4, 500 -> 1/2, 1000 -> 1/4 for
-   250 Hz); ``up`` or ``down`` above :data:`MAX_RESAMPLE_FACTOR` is refused.
+   :func:`edge.signal.resample.resample_array`: the station's streaming polyphase resampler
+   run over the whole cut, so a window computed here and one the station computes from
+   chunks hold the same samples. Its filter is ``scipy.signal.resample_poly(x, up, down)``'s
+   (Kaiser-windowed FIR, beta 5; zero phase, so output sample ``m`` lies at the grid start +
+   ``m / spec.sampling_rate``) and its output equals resample_poly's to rounding. ``up/down``
+   is the reduced fraction ``spec.sampling_rate / input_rate`` with the rates rounded to
+   1 mHz (50 -> 5/1, 100 -> 5/2, 200 -> 5/4, 500 -> 1/2, 1000 -> 1/4 for 250 Hz); ``up`` or
+   ``down`` above :data:`MAX_RESAMPLE_FACTOR` is refused (e.g. 333.3333 Hz). Each component
+   is resampled on its own, so the components may come at different rates. A component
+   recorded *below* the model rate is accepted, but it holds nothing above its own Nyquist
+   frequency that the model may have learned from: a warning is logged (once per channel
+   and rate pair in a process).
 6. **bandpass** at the model rate: ObsPy ``bandpass`` (Butterworth, ``corners``,
    ``zerophase``) from ``freqmin`` to ``freqmax``. Filtering after resampling makes it the
    same digital filter for every input rate, and keeps ``freqmax = 100 Hz`` valid for 100
@@ -44,15 +51,18 @@ mean a corrupt file rather than a quiet channel.
 """
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
 from obspy.signal.filter import bandpass
-from scipy.signal import resample_poly
+
+from edge.signal.resample import MAX_RESAMPLE_FACTOR, resample_array
+from edge.signal.resample import resample_factors as _resample_factors
 
 __all__ = [
     "COMPONENT_ALIASES",
@@ -70,8 +80,10 @@ __all__ = [
 #: Z12 sensors (unknown azimuth); they are treated as N and E.
 COMPONENT_ALIASES: dict[str, str] = {"Z": "Z", "N": "N", "E": "E", "1": "N", "2": "E"}
 
-#: Largest ``up`` or ``down`` factor accepted for polyphase resampling.
-MAX_RESAMPLE_FACTOR = 1000
+log = logging.getLogger(__name__)
+
+#: (SEED id, input rate, model rate) already warned about as upsampled (bounded).
+_warned_upsampled: set[tuple[str, float, float]] = set()
 
 
 class PreprocessError(ValueError):
@@ -158,7 +170,7 @@ class WindowSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "WindowSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> WindowSpec:
         """Inverse of :meth:`to_dict`. Unknown keys raise ``ValueError`` (a manifest from a
         newer contract must not be read silently as an older one); missing keys take the
         defaults."""
@@ -217,21 +229,17 @@ def component_of(channel: str) -> str | None:
 
 
 def resample_factors(input_rate: float, output_rate: float) -> tuple[int, int]:
-    """``(up, down)`` for ``resample_poly`` taking ``input_rate`` to ``output_rate`` Hz.
+    """``(up, down)`` taking ``input_rate`` to ``output_rate`` Hz
+    (:func:`edge.signal.resample.resample_factors`): both rates rounded to 1 mHz and the
+    ratio reduced; ``(1, 1)`` means no resampling.
 
-    Both rates are rounded to 1 mHz and the ratio reduced; ``(1, 1)`` means no resampling.
-    Raises :class:`PreprocessError` when a factor exceeds :data:`MAX_RESAMPLE_FACTOR`.
+    Raises:
+        PreprocessError: an invalid rate, or a factor above :data:`MAX_RESAMPLE_FACTOR`.
     """
-    if not (input_rate > 0 and math.isfinite(input_rate)):
-        raise PreprocessError(f"invalid sampling rate {input_rate} Hz")
-    ratio = Fraction(round(output_rate * 1000), round(input_rate * 1000))
-    up, down = ratio.numerator, ratio.denominator
-    if max(up, down) > MAX_RESAMPLE_FACTOR:
-        raise PreprocessError(
-            f"cannot resample {input_rate} Hz to {output_rate} Hz: rational factors "
-            f"{up}/{down} exceed {MAX_RESAMPLE_FACTOR}"
-        )
-    return up, down
+    try:
+        return _resample_factors(input_rate, output_rate)
+    except ValueError as exc:
+        raise PreprocessError(str(exc)) from None
 
 
 def normalize(data: np.ndarray) -> tuple[np.ndarray, float]:
@@ -367,16 +375,32 @@ def _taper_runs(c: _Component, taper_s: float) -> None:
 
 def _to_model_rate(c: _Component, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
     """Resampled values and the real mask on the output grid (nearest input sample)."""
-    up, down = resample_factors(c.sampling_rate, spec.sampling_rate)
+    try:
+        up, down = resample_factors(c.sampling_rate, spec.sampling_rate)
+    except PreprocessError as exc:
+        raise PreprocessError(f"{c.seed_id}: {exc}") from None
     if up == down == 1:
         return c.values, c.real
-    y = resample_poly(c.values, up, down)
+    y = resample_array(c.values, c.sampling_rate, spec.sampling_rate)
     m = np.arange(y.size, dtype=np.int64)
     j = (2 * m * down + up) // (2 * up)  # nearest input sample, integer arithmetic
     real = np.zeros(y.size, dtype=bool)
     ok = j < c.real.size
     real[ok] = c.real[j[ok]]
     return y, real
+
+
+def _warn_upsampled(seed_id: str, rate: float, spec: WindowSpec) -> None:
+    """Log that a component recorded below the model rate was upsampled, once per channel
+    and rate pair (a batch of thousands of events must not repeat it)."""
+    key = (seed_id, rate, spec.sampling_rate)
+    if key in _warned_upsampled:
+        return
+    if len(_warned_upsampled) < 10_000:
+        _warned_upsampled.add(key)
+    log.warning("%s: recorded at %g Hz, below the model's %g Hz: upsampled; the window holds "
+                "nothing above %g Hz (the model's band is %g-%g Hz)", seed_id, rate,
+                spec.sampling_rate, 0.5 * rate, spec.freqmin, spec.freqmax)
 
 
 def _sensitivity_of(
@@ -475,6 +499,8 @@ def preprocess_stream(
             channels.append("")
             flags.append(f"{comp}: {exc}, set to zero")
             continue
+        if round(c.sampling_rate * 1000) < round(fs * 1000):  # as resample_factors rounds
+            _warn_upsampled(c.seed_id, c.sampling_rate, spec)
         y = bandpass(y, spec.freqmin, spec.freqmax, df=fs, corners=int(spec.corners), zerophase=spec.zerophase)
         sens = _sensitivity_of(sensitivity, c.seed_id, traces[0].stats.channel, comp)
         if sens is not None:

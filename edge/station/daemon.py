@@ -17,18 +17,31 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from obspy import UTCDateTime
+from obspy import Stream, Trace, UTCDateTime, read_inventory
 
-from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
+from edge.comms.messages import Health, ModelState, dumps, iso_utc
+from edge.comms.mqtt_link import MqttLink
+from edge.comms.outbox import Outbox
+from edge.comms.topics import Topics
+from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
-from edge.comms.messages import Health, ModelState, iso_utc
+from edge.model.install import current_model_dir, install_bundle, rollback
+from edge.model.keys import default_trusted_keys, load_trusted_keys
+from edge.model.manifest import StationCompat
+from edge.station.archive import SdsArchive
+from edge.station.config import load_config
+from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
-from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
+from edge.trigger.stream import StreamingTrigger
+from firmware_bridge.faults import FaultSpec
+from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
+from firmware_bridge.sources import NoiseSource, source_from_files
 
 __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 
@@ -91,10 +104,15 @@ class Daemon:
         source: optional iterator of chunks/notes replacing the configured source (tests,
             ``microseis demo``).
         on_end: called with every ``end`` message (``demo`` prints them).
+        check_only: validate and write nothing (``microseis run --check``): the model bundle,
+            the StationXML and the trigger settings are loaded, the folders the station would
+            create are only checked for being creatable; no state folder, archive, outbox or
+            MQTT link is opened. Such a daemon cannot :meth:`run`.
     """
 
     def __init__(self, config, source: Iterator[Chunk | LinkNote] | None = None,
-                 on_end: Callable[[dict], None] | None = None, install_signals: bool = True) -> None:
+                 on_end: Callable[[dict], None] | None = None, install_signals: bool = True,
+                 check_only: bool = False) -> None:
         self.config = config
         self.stop_event = threading.Event()
         self.counters = LinkCounters()
@@ -111,12 +129,15 @@ class Daemon:
         self.last_model_result: dict[str, Any] = {"status": "ok", "message": "started"}
         #: messages still in the outbox when :meth:`run` returned (None before)
         self.outbox_depth_at_exit: int | None = None
-        self._setup()
+        self.check_only = check_only
+        self._prepare()
+        if check_only:
+            self._check_writable()
+        else:
+            self._open()
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
-        from edge.model.bundle import default_trusted_keys, load_trusted_keys
-
         keys = self.config.model.trusted_keys
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
@@ -131,8 +152,6 @@ class Daemon:
                                     runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
 
     def _load_classifier(self) -> EventClassifier:
-        from edge.model.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
-
         m = self.config.model
         path = m.bundle or None
         installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
@@ -143,33 +162,58 @@ class Daemon:
         except BundleError as exc:
             raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
 
-    def _setup(self) -> None:
-        from edge.comms.outbox import Outbox
-        from edge.comms.mqtt_link import MqttLink
-        from edge.trigger.stream import StreamingTrigger
-
+    def _prepare(self) -> None:
+        """Everything that reads and validates but writes nothing: model, StationXML, trigger."""
         cfg = self.config
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.classifier = self._load_classifier()
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
         inventory = None
         if cfg.magnitude.stationxml:
-            from obspy import read_inventory
-
             try:
                 inventory = read_inventory(cfg.magnitude.stationxml)
             except Exception as exc:  # noqa: BLE001
                 raise DaemonError(f"[magnitude] stationxml {cfg.magnitude.stationxml}: {exc}") from None
-        settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
-                                 max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
-                                 sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                 vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+        self._settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
+                                       max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
+                                       sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
+                                       vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+        self._trigger = StreamingTrigger(cfg.trigger)
+
+    def _state_paths(self) -> list[tuple[str, Path]]:
+        """(config key, path) of every file or folder the station creates when it starts."""
+        cfg = self.config
+        paths = [("state.dir", self.state_dir),
+                 ("state.outbox", Path(cfg.state.outbox or self.state_dir / "outbox.sqlite"))]
+        if cfg.archive.enabled:
+            paths.append(("archive.path", Path(cfg.archive.path or self.state_dir / "archive")))
+        return paths
+
+    def _check_writable(self) -> None:
+        """Raise :class:`DaemonError` when a path of :meth:`_state_paths` could not be created
+        or written; looks only (the nearest existing folder above a missing path)."""
+        for key, path in self._state_paths():
+            is_file = key == "state.outbox"
+            if path.exists():
+                if path.is_dir() == is_file:
+                    raise DaemonError(f"{key} {path}: exists and is {'a' if is_file else 'not a'} folder")
+                target = path.parent if is_file else path
+            else:
+                target = path.parent
+                while not target.exists() and target != target.parent:
+                    target = target.parent
+                if not target.is_dir():
+                    raise DaemonError(f"{key} {path}: cannot be created ({target} is not a folder)")
+            if not os.access(target, os.W_OK | os.X_OK):
+                raise DaemonError(f"{key} {path}: cannot be written ({target} is not writable)")
+
+    def _open(self) -> None:
+        """Create the state folder, the archive, the outbox, the MQTT link and the pipeline."""
+        cfg = self.config
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.archive = None
         if cfg.archive.enabled:
-            from edge.station.archive import SdsArchive
-
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
@@ -179,12 +223,11 @@ class Daemon:
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
         else:
-            from edge.comms.mqtt_link import Topics
-
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        self.pipeline = EventPipeline(self.station, StreamingTrigger(cfg.trigger), self.classifier,
-                                      publisher, settings, archive=_ArchiveFeed(self.archive) if self.archive else None)
+        feed = _ArchiveFeed(self.archive) if self.archive else None
+        self.pipeline = EventPipeline(self.station, self._trigger, self.classifier,
+                                      publisher, self._settings, archive=feed)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
@@ -206,10 +249,6 @@ class Daemon:
 
     def _simulated(self) -> Iterator[Chunk | LinkNote]:
         """The virtual digitizer on a pseudo-terminal, read through the real serial path."""
-        from firmware_bridge.faults import FaultSpec
-        from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
-        from firmware_bridge.sources import NoiseSource, source_from_files
-
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
@@ -244,6 +283,8 @@ class Daemon:
 
     def run(self) -> int:
         """The main loop; returns the exit status (0 after a clean stop)."""
+        if self.check_only:
+            raise DaemonError("a daemon made with check_only=True cannot run")
         if self._install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
@@ -340,8 +381,6 @@ class Daemon:
     def _switch_model(self, model_dir: Path, message: str) -> None:
         """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
         pipeline runs from the next event on."""
-        from edge.model.bundle import INSTALLED_BUNDLE_NAME
-
         self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
         self.pipeline.classifier = self.classifier
         self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
@@ -374,8 +413,6 @@ class Daemon:
                 self._publish_model()
                 data = {"model": prev.name}
             elif name == "reload":
-                from edge.station.config import load_config
-
                 new = load_config(self.config.source_path) if getattr(self.config, "source_path", None) else None
                 if new is not None:
                     self.config.health.interval_s = new.health.interval_s
@@ -401,8 +438,6 @@ class _OfflinePublisher:
         log.info("new %s (offline)", msg["id"])
 
     def event_end(self, msg: dict[str, Any]) -> None:
-        from edge.comms.messages import dumps
-
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)
@@ -415,8 +450,6 @@ class _ArchiveFeed:
         self.archive = archive
 
     def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        from obspy import Stream, Trace
-
         net, sta, loc, cha = seed_id.split(".")
         tr = Trace(data=data.astype("int32", copy=False))
         tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha

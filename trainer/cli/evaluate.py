@@ -1,4 +1,4 @@
-"""``microseis evaluate``: score a training run (or, later, a model bundle) on a labeled dataset
+"""``microseis evaluate``: score a training run or a signed model bundle on a labeled dataset
 folder; writes ``metrics.json``, ``predictions.csv`` and figures (docs/evaluation.md).
 
 Light module: torch, matplotlib and the dataset code are imported only when the command runs.
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from edge.cli import CommandError
+from trainer.metrics import format_value, metrics_table
 
 HELP = "score a model on a labeled dataset: metrics.json, predictions.csv, plots"
 
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                            "line) and skipped.",
     )
     p.add_argument("--model", required=True, metavar="BUNDLE_OR_RUN",
-                   help="training run directory (holding model.pt); model bundles: not yet")
+                   help="training run directory (holding model.pt, or that file) or a signed "
+                        "model bundle (*.msb, run by the station's inference code)")
     p.add_argument("--data", required=True, metavar="DIR", help="labeled dataset folder (labels.csv)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--mc-passes", type=int, default=20, metavar="N",
@@ -42,10 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _f(v, digits: int = 3) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
 def format_table(m: dict) -> str:
     """The readable summary printed without ``--json``."""
     data, model = m.get("data", {}), m.get("model", {})
@@ -56,23 +53,14 @@ def format_table(m: dict) -> str:
         f"{' (synthetic)' if syn.get('data') else ''}",
         f"events {data.get('n_events')}, skipped rows {data.get('n_skipped')}, "
         f"MC-dropout passes {m.get('mc_passes')}",
-        f"macro-F1 {_f(m.get('macro_f1'))}   accuracy {_f(m.get('accuracy'))}",
-        f"{'class':<12}{'precision':>10}{'recall':>8}{'F1':>7}{'n':>6}",
+        f"macro-F1 {format_value(m.get('macro_f1'))}   accuracy {format_value(m.get('accuracy'))}",
+        *metrics_table(m),
     ]
-    for c in m.get("confusion", {}).get("classes", []):
-        lines.append(f"{c:<12}{_f(m['precision'].get(c)):>10}{_f(m['recall'].get(c)):>8}"
-                     f"{_f(m['f1'].get(c)):>7}{m.get('support', {}).get(c, 0):>6}")
-    mag = m.get("magnitude")
-    if mag:
-        lines.append(f"magnitude (n={mag['n']}): hit±0.2 {_f(mag['hit_0_2'])}, "
-                     f"hit±0.3 {_f(mag['hit_0_3'])}, MAE {_f(mag['mae'])}, bias {mag['bias']:+.3f}")
-    else:
-        lines.append("magnitude: not scored")
     u = m.get("uncertainty") or {}
     ratio = u.get("ratio_wrong_to_correct")
     verdict = "" if ratio is None else (" (meets ≥2 target)" if u.get("meets_target") else " (below ≥2 target)")
-    lines.append(f"uncertainty: correct {_f(u.get('mean_correct'))}, misclassified "
-                 f"{_f(u.get('mean_wrong'))}, ratio {_f(ratio, 2)}{verdict}")
+    lines.append(f"uncertainty: correct {format_value(u.get('mean_correct'))}, misclassified "
+                 f"{format_value(u.get('mean_wrong'))}, ratio {format_value(ratio, 2)}{verdict}")
     skipped = data.get("skipped") or []
     for s in skipped[:10]:
         lines.append(f"skipped: {s['text']}")
