@@ -16,8 +16,19 @@ the Struct's ``__post_init__`` and raise :class:`Invalid` naming the key.
 ``python -m edge.schema.docs --write`` regenerates the committed files made from the schemas
 (``--check`` says whether they are current).
 """
-from edge.schema.core import (ConfigError, Invalid, Problem, collect, convert, describe_type,
-                              describe_value, did_you_mean, num, show, validate)
+from edge.schema.core import (
+                              ConfigError,
+                              Invalid,
+                              Problem,
+                              collect,
+                              convert,
+                              describe_type,
+                              describe_value,
+                              did_you_mean,
+                              num,
+                              show,
+                              validate,
+)
 
 __all__ = ["ConfigError", "Invalid", "Problem", "collect", "convert", "describe_type",
            "describe_value", "did_you_mean", "num", "show", "validate"]

@@ -21,9 +21,10 @@ import json
 import math
 import re
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -40,7 +41,7 @@ class ConfigError(ValueError):
     """Invalid settings; ``errors`` holds one line per problem (``str()`` joins them) and
     ``problems`` the structured :class:`Problem` behind each line (when known)."""
 
-    def __init__(self, errors: str | list[str], problems: list["Problem"] | None = None) -> None:
+    def __init__(self, errors: str | list[str], problems: list[Problem] | None = None) -> None:
         self.errors = [errors] if isinstance(errors, str) else list(errors)
         self.problems = list(problems or [])
         super().__init__("\n".join(self.errors))
@@ -48,14 +49,15 @@ class ConfigError(ValueError):
 
 class Invalid(ValueError):
     """Raised by a Struct's ``__post_init__``: ``(key, problem)`` pairs, e.g.
-    ``Invalid(("max_window_s", "must be > pre_s + post_s = 6, got 5"))``."""
+    ``Invalid(("max_window_s", "must be > pre_s + post_s = 6, got 5"))``; a key may be a
+    path tuple (``("magnitude_bins", "n")``) for a key inside a field."""
 
-    def __init__(self, *problems: tuple[str, str]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(f"{k}: {p}" for k, p in self.problems))
+    def __init__(self, *problems: tuple[str | tuple[str | int, ...], str]) -> None:
+        self.problems = [((k,) if isinstance(k, str) else tuple(k), p) for k, p in problems]
+        super().__init__("; ".join(f"{_join(k)}: {p}" for k, p in self.problems))
 
     @classmethod
-    def check(cls, problems: Iterable[tuple[str, str] | None]) -> None:
+    def check(cls, problems: Iterable[tuple[str | tuple[str | int, ...], str] | None]) -> None:
         """Raise for the problems that are not None (nothing when there are none)."""
         found = [p for p in problems if p is not None]
         if found:
@@ -283,12 +285,22 @@ def _explain(exc: msgspec.ValidationError, tp: Any, value: Any) -> tuple[tuple[s
             tp = args[key] if typing.get_origin(inner) is tuple and len(args) > key and args[-1] is not Ellipsis \
                 else (args[0] if args else Any)
             value = value[key]
-        else:  # "[...]": msgspec does not name the dict key; find the first value that fails
-            vt = args[1] if len(args) == 2 else Any
-            key = next((k for k, x in value.items() if not _converts(x, vt)), "...") \
-                if isinstance(value, dict) else "..."
-            tp, value = vt, value.get(key) if isinstance(value, dict) else None
+        else:  # "[...]": msgspec does not name the dict key; find the first key or value that fails
+            kt, vt = args if len(args) == 2 else (Any, Any)
+            d = value if isinstance(value, dict) else {}
+            bad_key = next((k for k in d if not _converts(k, kt)), None)
+            key = bad_key if bad_key is not None else next((k for k, x in d.items() if not _converts(x, vt)), "...")
+            tp, value = (kt, bad_key) if bad_key is not None else (vt, d.get(key))
         sub.append(key)
+    inner = _strip(tp)
+    if typing.get_origin(inner) is dict and isinstance(value, dict) and not msg.startswith("Expected `object`") \
+            and "of length" not in msg:  # a bad key: msgspec names the table, not the key
+        kt = (typing.get_args(inner) or (Any,))[0]
+        bad_key = next((k for k in value if not _converts(k, kt)), None)
+        if bad_key is not None:
+            sub.append(bad_key)
+            tp, value = kt, bad_key
+    tp = _member(tp, value)
     path = tuple(sub)
     if msg.startswith("Invalid enum value") and typing.get_origin(_strip(tp)) is Literal:
         return path, f"must be {describe_type(tp)}, got {show(value)}"
@@ -304,6 +316,18 @@ def _explain(exc: msgspec.ValidationError, tp: Any, value: Any) -> tuple[tuple[s
     if bound:
         return path, f"{bound}, got {show(value)}"
     return path, msg
+
+
+def _member(tp: Any, value: Any) -> Any:
+    """The member of a union (``int | str``) that ``value``'s type would take, else ``tp``."""
+    args = [a for a in typing.get_args(_strip(tp)) if a is not type(None)]
+    if typing.get_origin(_strip(tp)) is Literal or len(args) < 2:
+        return tp
+    for a in args:
+        base = _strip(a)
+        if isinstance(base, type) and type(value) is base:
+            return a
+    return tp
 
 
 def _converts(value: Any, tp: Any) -> bool:
@@ -364,11 +388,14 @@ def _collect(data: Any, tp: Any, base: Path | None, path: tuple[str | int, ...],
         return None
     fields = msgspec.structs.fields(cls)
     names = [f.encode_name for f in fields]
+    forbid = cls.__struct_config__.forbid_unknown_fields  # else unknown keys are ignored, as msgspec does
     for key, value in data.items():
-        if key not in names:
+        if forbid and key not in names:
             problems.append(Problem(path + (str(key),), did_you_mean(str(key), names), kind="unknown",
                                     is_table=isinstance(value, Mapping)))
     n0 = len(problems)
+    problems.extend(Problem(path + (f.encode_name,), "is missing") for f in fields if f.required
+                    and f.encode_name not in data and f.encode_name != _tag_field(cls))
     kwargs = {f.name: _collect(data[f.encode_name], f.type, base, path + (f.encode_name,), problems)
               for f in fields if f.encode_name in data}
     if len(problems) > n0:
@@ -376,10 +403,14 @@ def _collect(data: Any, tp: Any, base: Path | None, path: tuple[str | int, ...],
     try:
         return cls(**kwargs)
     except Invalid as exc:
-        problems.extend(Problem(path + (k,), p) for k, p in exc.problems)
+        problems.extend(Problem(path + k, p) for k, p in exc.problems)
     except (ValueError, TypeError) as exc:
         problems.append(Problem(path, str(exc)))
     return None
+
+
+def _tag_field(cls: type) -> str | None:
+    return getattr(getattr(cls, "__struct_config__", None), "tag_field", None)
 
 
 def convert(data: Any, tp: type[T], *, source: str | None = None, style: Style = "dotted",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import textwrap
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from edge.schema.core import (ConfigError, Problem, _strip, convert, describe_type, extra, meta_value,
-                              show, struct_type)
+from edge.schema.core import ConfigError, Problem, _strip, convert, describe_type, extra, meta_value, show, struct_type
 
 __all__ = ["FieldDoc", "add_options", "example_toml", "field_docs", "from_args", "inline_schema",
            "option_lines", "reference_markdown"]
