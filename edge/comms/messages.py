@@ -124,7 +124,7 @@ class EventNew(_Event, tag="new"):
     cft_peak: CftPeak
 
     @classmethod
-    def create(cls, station: str, trigger_on: Any, cft_peak: float) -> "EventNew":
+    def create(cls, station: str, trigger_on: Any, cft_peak: float) -> EventNew:
         """Build from a time (UTCDateTime or POSIX seconds); the id follows from it."""
         return cls(event_id(station, trigger_on), station, iso_utc(trigger_on), float(cft_peak))
 
@@ -140,14 +140,14 @@ class Magnitude(_Message, omit_defaults=True):
         extra: more details, merged into the JSON object (e.g. ``s_minus_p_s``).
     """
 
-    ml: Annotated[Optional[float], Meta(description="local magnitude ML; null with a reason")]
-    model: Annotated[Optional[float], Meta(description="the model's magnitude estimate, or null")]
-    reason: Annotated[Optional[str], Meta(description="why a value is null")] = None
-    distance_km: Annotated[Optional[float], Meta(description="hypocentral distance for ML (km)")] = None
+    ml: Annotated[float | None, Meta(description="local magnitude ML; null with a reason")]
+    model: Annotated[float | None, Meta(description="the model's magnitude estimate, or null")]
+    reason: Annotated[str | None, Meta(description="why a value is null")] = None
+    distance_km: Annotated[float | None, Meta(description="hypocentral distance for ML (km)")] = None
     extra: dict[str, Any] = {}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Magnitude":
+    def from_dict(cls, d: Mapping[str, Any]) -> Magnitude:
         known = ("ml", "model", "reason", "distance_km")
         return cls(d.get("ml"), d.get("model"), d.get("reason"), d.get("distance_km"),
                    {k: v for k, v in d.items() if k not in known})
@@ -161,7 +161,7 @@ class ModelRef(_Message):
     sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the bundle (hex)")]
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelRef":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelRef:
         return cls(str(d["name"]), str(d["version"]), str(d["sha256"]))
 
 
@@ -193,10 +193,12 @@ class EventEnd(_Event, tag="end", rename={"event_class": "class"}):
     uncertainty: Annotated[float, Meta(ge=0, le=1, description="normalized predictive entropy")]
     magnitude: Magnitude
     model: ModelRef
-    latency_ms: Annotated[float, Meta(ge=0, description="from the last sample of the window reaching the station to publishing (ms)")]
-    channels: Annotated[Optional[list[str]], Meta(description="channel codes used")] = None
-    mutual_information: Annotated[Optional[float], Meta(description="epistemic part of the uncertainty, MC dropout (nats)")] = None
-    snippet: Annotated[Optional[str], Meta(description="path of the archived waveform snippet")] = None
+    latency_ms: Annotated[float, Meta(ge=0, description="from the last sample of the window reaching the "
+                                                        "station to publishing (ms)")]
+    channels: Annotated[list[str] | None, Meta(description="channel codes used")] = None
+    mutual_information: Annotated[float | None, Meta(description="epistemic part of the uncertainty, MC "
+                                                                 "dropout (nats)")] = None
+    snippet: Annotated[str | None, Meta(description="path of the archived waveform snippet")] = None
     extra: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
@@ -210,7 +212,7 @@ class EventEnd(_Event, tag="end", rename={"event_class": "class"}):
             raise ValueError(f"duration_s must be >= 0, got {self.duration_s}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EventEnd":
+    def from_dict(cls, d: Mapping[str, Any]) -> EventEnd:
         """Parse a received ``end`` object (unknown keys go to ``extra``, those of
         ``magnitude`` to its ``extra``); types and bounds are checked (msgspec.ValidationError)."""
         fields = _with_extra(cls, {k: v for k, v in d.items() if k not in ("schema", "type")})
@@ -253,7 +255,7 @@ class Health(_Message):
     model_version: str
     cpu_percent: float
     rss_mb: float
-    last_event_time: Optional[str] = None
+    last_event_time: str | None = None
     extra: dict[str, Any] = {}
 
 
@@ -271,7 +273,7 @@ class ModelState(_Message):
     version: str
     sha256: str
     classes: list[str]
-    last_update: Optional[dict[str, Any]] = None
+    last_update: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
 
 
@@ -288,7 +290,7 @@ class CommandResponse(_Message):
     transaction: Any
     status: str
     data: Any = None
-    error: Optional[str] = None
+    error: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "error"):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from edge.schema import ConfigError, Invalid, num, show, validate
+from edge.schema import Invalid, num, show, validate
 
 __all__ = [
     "BALANCES",
@@ -108,7 +108,7 @@ class SynthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n_events: Annotated[int, Meta(ge=1, description="number of events",
                                   extra=_cli("--events", "N"))] = 400
     seed: Annotated[int, Meta(ge=0, description="random seed", extra=_cli("--seed", "S"))] = 0
-    balance: Annotated[Union[Literal["bossea", "equal"], dict[str, Annotated[float, Meta(ge=0)]]], Meta(
+    balance: Annotated[Literal["bossea", "equal"] | dict[str, Annotated[float, Meta(ge=0)]], Meta(
         description="class balance: 'bossea' (257:21:36:41, the Bossea cave catalogue), 'equal', or "
                     "relative weights such as 'earthquake=1' or 'fracture=2,earthquake=1'",
         extra=_cli("--balance", "BALANCE", parse=parse_balance))] = "bossea"
@@ -148,7 +148,7 @@ class SynthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     # --- earthquake (class III) -----------------------------------------------------------
     magnitude_range: _range(-3.0, "earthquake ML range", **_cli("--magnitude-range")) = (0.0, 3.0)
-    magnitude_b_value: Annotated[Optional[Annotated[float, Meta(gt=0)]], Meta(
+    magnitude_b_value: Annotated[Annotated[float, Meta(gt=0)] | None, Meta(
         description="draw magnitudes from a truncated Gutenberg-Richter law with this b-value; "
                     "unset = uniform", extra=_cli("--b-value", "B"))] = None
     distance_km: _range(0.1, "earthquake hypocentral distance, km; density proportional to r "
@@ -198,7 +198,7 @@ class SynthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def class_counts(self) -> dict[str, int]:
         return class_counts(self.n_events, self.class_weights())
 
-    def validate(self) -> "SynthConfig":
+    def validate(self) -> SynthConfig:
         """Check types and bounds too (construction checks only the relations); returns
         ``self``, raises :class:`edge.schema.ConfigError` (a ``ValueError``) naming the field."""
         return validate(self)
@@ -210,7 +210,7 @@ class SynthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SynthConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> SynthConfig:
         """From :meth:`to_dict` (keys that are not parameters, e.g. ``class_weights``, are
         ignored); checked as :meth:`validate`."""
         names = {f.name for f in msgspec.structs.fields(cls)}
