@@ -36,7 +36,6 @@ from edge.schema.render import example_toml
 from edge.schema.render import reference_markdown as _reference
 from edge.schema.toml import os_reason, read_toml
 from edge.trigger.settings import TriggerConfig
-from firmware_bridge.faults import FaultSpec
 
 __all__ = [
     "ArchiveConfig",
@@ -140,6 +139,10 @@ class SourceConfig(_Section):
                                             "\"\" = none")] = ""
 
     def __post_init__(self) -> None:
+        # deferred: the firmware_bridge package imports numpy (its decoder); the configuration
+        # alone stays light (the example, the installer's check)
+        from firmware_bridge.faults import FaultSpec
+
         try:
             FaultSpec.parse(self.faults)
             bad_faults = None
