@@ -290,5 +290,6 @@ def test_train_options_come_from_train_config():
     assert from_args(TrainConfig, parser.parse_args([])) == TrainConfig()
     got = from_args(TrainConfig, parser.parse_args(["--no-augment", "--shift", "0.1", "--model", "cnn1d"]))
     assert (got.augment, got.shift_s, got.model, got.flip) == (False, 0.1, "cnn1d", True)
-    with pytest.raises(TrainError, match=r"^--epochs: must be >= 1, got 0; --dropout: must be within \[0, 1\), got 1.5$"):
+    bad = r"^--epochs: must be >= 1, got 0; --dropout: must be within \[0, 1\), got 1.5$"
+    with pytest.raises(TrainError, match=bad):
         TrainConfig(epochs=0, dropout=1.5).validate()
