@@ -50,6 +50,16 @@ def demo(tmp_path_factory):
     return res, out, messages
 
 
+def test_demo_duration_stops_early_and_summarises_what_was_played():
+    res = subprocess.run([sys.executable, "-m", "edge", "demo", "--speed", "10", "--duration", "4", "--json"],
+                         capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["wall_s"] < 10  # the whole scenario takes 17 s at 10x
+    assert 1 <= out["scripted"] < 5 and out["found"] == out["scripted"]
+    assert len(out["events"]) == out["ends"] >= out["found"]
+
+
 def test_every_scripted_event_gives_new_and_end(demo):
     _, out, messages = demo
     events = [m.json() for m in messages if m.topic == EVENTS]
@@ -101,6 +111,9 @@ def test_summary_table(demo):
 
 
 def test_demo_bad_options():
+    res = subprocess.run([sys.executable, "-m", "edge", "demo", "--duration", "0"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert res.returncode == 2 and "--duration" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run([sys.executable, "-m", "edge", "demo", "--broker", "nonsense"],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert res.returncode == 2 and "HOST:PORT" in res.stderr.strip().splitlines()[-1]

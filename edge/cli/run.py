@@ -50,4 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"configuration {args.config}: ok; model {info.name} {info.version} ({info.file}, "
               f"{info.precision}{', synthetic training data' if info.synthetic else ''})")
         return 0
-    return daemon.run()
+    try:
+        return daemon.run()
+    except DaemonError as exc:  # e.g. an unreadable replay file
+        daemon.outbox.close()
+        raise CommandError(str(exc)) from None

@@ -282,6 +282,25 @@ class SdsArchive:
                                 self.root, 100 * self._fraction())
         return removed
 
+    def make_room(self, min_free_bytes: int = 64 * 1024 * 1024, now: UTCDateTime | None = None) -> list[Path]:
+        """The disk is full (a write failed with ENOSPC): delete the oldest day-files (never
+        today's) until at least ``min_free_bytes`` are free on the archive's filesystem --
+        the archive gives way before alerts do. Returns the removed paths."""
+        today = _day_start(UTCDateTime() if now is None else now)
+        removed: list[Path] = []
+        with self._lock:
+            old = [p for day, p in self.day_files() if day < today]
+            while old and self._free() < min_free_bytes:
+                removed += self._remove(old.pop(0))
+        if removed:
+            log.warning("archive %s: disk full: removed %d old day-file(s) to make room",
+                        self.root, len(removed))
+        return removed
+
+    def _free(self) -> int:
+        root = self.root if self.root.exists() else self.root.parent
+        return int(self.disk_usage(root)[2])
+
     def _fraction(self) -> float:
         usage = self.disk_usage(self.root)
         total, used = usage[0], usage[1]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obspy import Stream, Trace, UTCDateTime, read_inventory
+from obspy import UTCDateTime
 
 from edge.comms.messages import Health, ModelState, dumps, iso_utc
 from edge.comms.mqtt_link import MqttLink
@@ -30,15 +30,22 @@ from edge.comms.outbox import Outbox
 from edge.comms.topics import Topics
 from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
-from edge.model.install import current_model_dir, install_bundle, rollback
+from edge.model.install import install_bundle, rollback
 from edge.model.keys import default_trusted_keys, load_trusted_keys
 from edge.model.manifest import StationCompat
 from edge.station.archive import SdsArchive
+from edge.station.assemble import (
+    SetupError,
+    build_pipeline,
+    load_classifier,
+    make_trigger,
+    open_bundle,
+    read_station_inventory,
+    station_compat,
+)
 from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
-from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
-from edge.trigger.stream import StreamingTrigger
 from firmware_bridge.faults import FaultSpec
 from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
 from firmware_bridge.sources import NoiseSource, source_from_files
@@ -48,8 +55,8 @@ __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 log = logging.getLogger(__name__)
 
 
-class DaemonError(RuntimeError):
-    """The daemon cannot start (bad model, unreadable files); the message says why."""
+#: The daemon cannot start (bad model, unreadable files); the message says why.
+DaemonError = SetupError
 
 
 @dataclass
@@ -68,16 +75,28 @@ class ProcessStats:
         return round(pct, 1)
 
     @staticmethod
-    def rss_mb() -> float:
-        """Resident memory now (MB), from /proc; the peak from getrusage elsewhere."""
+    def _status_mb(key: str) -> float | None:
+        """A ``kB`` line of /proc/self/status (``VmRSS``, ``VmHWM``) in MB (1 MB = 1024 kB)."""
         try:
             with open("/proc/self/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(key + ":"):
                         return round(int(line.split()[1]) / 1024.0, 1)
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        return None
+
+    @classmethod
+    def rss_mb(cls) -> float:
+        """Resident memory now (MB): the kernel's VmRSS (what ``ps``/``top`` show)."""
+        now = cls._status_mb("VmRSS")
+        return now if now is not None else cls.rss_peak_mb()
+
+    @classmethod
+    def rss_peak_mb(cls) -> float:
+        """Peak resident memory since start (MB): VmHWM (getrusage's ru_maxrss without /proc)."""
+        peak = cls._status_mb("VmHWM")
+        return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 class _LinkPublisher:
@@ -110,6 +129,9 @@ class Daemon:
             MQTT link is opened. Such a daemon cannot :meth:`run`.
     """
 
+    #: while the outbox cannot write, retry writing its in-memory backlog this often (s)
+    OUTBOX_RETRY_S = 2.0
+
     def __init__(self, config, source: Iterator[Chunk | LinkNote] | None = None,
                  on_end: Callable[[dict], None] | None = None, install_signals: bool = True,
                  check_only: bool = False) -> None:
@@ -129,6 +151,7 @@ class Daemon:
         self.last_model_result: dict[str, Any] = {"status": "ok", "message": "started"}
         #: messages still in the outbox when :meth:`run` returned (None before)
         self.outbox_depth_at_exit: int | None = None
+        self._next_outbox_retry = 0.0
         self.check_only = check_only
         self._prepare()
         if check_only:
@@ -142,44 +165,27 @@ class Daemon:
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
     def _compat(self) -> StationCompat:
-        return StationCompat(channels=tuple(c[-1] for c in self.config.station.channels),
-                             sampling_rate=float(self.config.station.sampling_rate))
+        return station_compat(self.config)
 
     def _open_bundle(self, path: Path | str | None) -> EventClassifier:
         """Verify and load a bundle (None: the shipped default) the way this station runs it."""
-        m = self.config.model
-        return EventClassifier.load(path, trusted_keys=m.trusted_keys or None, station=self._compat(),
-                                    runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
-
-    def _load_classifier(self) -> EventClassifier:
-        m = self.config.model
-        path = m.bundle or None
-        installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
-        if installed is not None and not m.bundle:
-            path = installed / INSTALLED_BUNDLE_NAME  # a pushed model survives restarts
-        try:
-            return self._open_bundle(path)
-        except BundleError as exc:
-            raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
+        return open_bundle(self.config, path)
 
     def _prepare(self) -> None:
         """Everything that reads and validates but writes nothing: model, StationXML, trigger."""
         cfg = self.config
-        self.classifier = self._load_classifier()
+        if self._source_override is None and cfg.source.kind in ("replay", "simulate"):
+            if cfg.source.kind == "replay" and not cfg.source.files:
+                raise DaemonError("[source] files: a replay needs at least one waveform file")
+            for f in cfg.source.files:
+                if not Path(f).is_file():
+                    raise DaemonError(f"[source] files: no such file {f}")
+        self.classifier = load_classifier(cfg, self.models_dir)
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
-        inventory = None
-        if cfg.magnitude.stationxml:
-            try:
-                inventory = read_inventory(cfg.magnitude.stationxml)
-            except Exception as exc:  # noqa: BLE001
-                raise DaemonError(f"[magnitude] stationxml {cfg.magnitude.stationxml}: {exc}") from None
-        self._settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
-                                       max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
-                                       sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                       vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
-        self._trigger = StreamingTrigger(cfg.trigger)
+        self._inventory = read_station_inventory(cfg)
+        self._trigger = make_trigger(cfg)
 
     def _state_paths(self) -> list[tuple[str, Path]]:
         """(config key, path) of every file or folder the station creates when it starts."""
@@ -218,19 +224,24 @@ class Daemon:
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
         outbox_path = cfg.state.outbox or self.state_dir / "outbox.sqlite"
-        self.outbox = Outbox(outbox_path)
+        # a full disk: the archive gives way first (alerts wait in memory meanwhile)
+        self.outbox = Outbox(outbox_path, on_full=self._make_room)
         self.link = MqttLink(cfg.mqtt, self.station, self.outbox) if cfg.mqtt.enabled else None
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
         else:
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        feed = _ArchiveFeed(self.archive) if self.archive else None
-        self.pipeline = EventPipeline(self.station, self._trigger, self.classifier,
-                                      publisher, self._settings, archive=feed)
+        self.pipeline = build_pipeline(cfg, self.station, self.classifier, publisher, self._inventory,
+                                       archive=self.archive, trigger=self._trigger)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
+
+    def _make_room(self) -> None:
+        """The outbox cannot write: free disk space by pruning the oldest archive day-files."""
+        if self.archive is not None:
+            self.archive.make_room()
 
     # ------------------------------------------------------------------ source
     def _source(self) -> Iterator[Chunk | LinkNote]:
@@ -242,7 +253,17 @@ class Daemon:
             return serial_chunks(s.port, s.baud, net, sta, self.config.station.location,
                                  self.config.station.channels, self.stop_event, self.counters)
         if s.kind == "replay":
-            return replay_chunks(s.files, s.speed, self.stop_event)
+            from obspy import Stream, read
+
+            stream = Stream()
+            for f in s.files:  # read up front: an unreadable file is a one-line error, not a traceback
+                try:
+                    stream += read(str(f))
+                except Exception as exc:  # noqa: BLE001 -- name the file, not ObsPy's internals
+                    raise DaemonError(f"[source] files: cannot read {f}: {exc}") from None
+            if not len(stream):
+                raise DaemonError(f"[source] files: no waveform data in {', '.join(map(str, s.files))}")
+            return replay_chunks(s.files, s.speed, self.stop_event, stream=stream)
         if s.kind == "simulate":
             return self._simulated()
         raise DaemonError(f"[source] kind {s.kind!r} unknown")
@@ -252,7 +273,8 @@ class Daemon:
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
-        sim = VirtualDigitizer(src, SimulatorConfig(speed=s.speed or 1.0, faults=faults,
+        # speed 0 = no pacing: as fast as the serial reader takes the frames (not real time)
+        sim = VirtualDigitizer(src, SimulatorConfig(speed=float(s.speed), faults=faults,
                                                     restamp_now=not s.files))
         sim.start()
         # with waveform files the virtual digitizer stops at their end: read on for a moment
@@ -288,6 +310,7 @@ class Daemon:
         if self._install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+        source = self._source()  # DaemonError (exit 2) before anything is published
         if self.link is not None:
             self.link.connect()
             self._publish_model()
@@ -296,7 +319,7 @@ class Daemon:
         interval = float(self.config.health.interval_s)
         next_health = time.monotonic() + min(5.0, interval)
         try:
-            for item in self._source():
+            for item in source:
                 if isinstance(item, Chunk):
                     self.pipeline.process(item)
                 elif isinstance(item, LinkNote):
@@ -325,9 +348,12 @@ class Daemon:
         return 0
 
     def _service(self) -> None:
-        """Per-loop chores: watchdog, stale events, queued commands."""
+        """Per-loop chores: watchdog, stale events, queued commands, the outbox's backlog."""
         self.notifier.watchdog()
         self.pipeline.tick()
+        if self.outbox.disk_full and time.monotonic() >= self._next_outbox_retry:
+            self._next_outbox_retry = time.monotonic() + self.OUTBOX_RETRY_S
+            self.outbox.retry()
         while True:
             try:
                 kind, payload = self.commands.get_nowait()
@@ -357,7 +383,9 @@ class Daemon:
             last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
             extra={"samples": p.samples, "restarts": self.counters.restarts,
                    "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
-                   "events": p.events_ended, "open_events": len(p.open)},
+                   "events": p.events_ended, "open_events": len(p.open),
+                   "rss_peak_mb": self.process.rss_peak_mb(), "disk_full": self.outbox.disk_full,
+                   "outbox_backlog": self.outbox.backlog, "outbox_dropped": self.outbox.dropped},
         ).to_dict()
 
     def publish_health(self) -> None:
@@ -441,20 +469,3 @@ class _OfflinePublisher:
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)
-
-
-class _ArchiveFeed:
-    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes)."""
-
-    def __init__(self, archive) -> None:
-        self.archive = archive
-
-    def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        net, sta, loc, cha = seed_id.split(".")
-        tr = Trace(data=data.astype("int32", copy=False))
-        tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
-        tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
-        self.archive.write(Stream([tr]))
-
-    def write_snippet(self, msg_id: str, st, meta: dict) -> Path:
-        return self.archive.write_snippet(msg_id, st, meta)
