@@ -377,7 +377,7 @@ def test_writer_insists_on_plain_synthetic_notice(keys, model, tmp_path):
     td = {"description": "synthetic events", "synthetic": True, "notice": ""}
     with pytest.raises(ValueError, match="must say so plainly"):
         build(tmp_path / "s.msb", keys, model, training_data=td)
-    with pytest.raises(ValueError, match="training_data.synthetic is missing"):
+    with pytest.raises(ValueError, match="^manifest: training_data.synthetic: is missing$"):
         build(tmp_path / "s.msb", keys, model, training_data={"description": "real"})
     assert not (tmp_path / "s.msb").exists()
 
@@ -561,3 +561,61 @@ def test_cli_inspect(monkeypatch, good, capsys, tmp_path):
     junk.write_bytes(b"junk" * 10)
     assert _main(monkeypatch, ["bundle", "inspect", str(junk)]) == 2
     assert "not a ZIP archive" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the manifest schema
+
+
+def _shipped_manifest() -> dict:
+    with zipfile.ZipFile(Path(edge.model.format.__file__).parents[1] / "models" / "default.msb") as z:
+        return json.loads(z.read("manifest.json"))
+
+
+def _set(d: dict, path: tuple, value) -> dict:
+    d = json.loads(json.dumps(d))
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("input", "sampling_rate"), 0, "input.sampling_rate: must be > 0, got 0"),
+    (("input", "channels"), ["Z", "Z", "E"], "input.channels: must be distinct, got [\"Z\", \"Z\", \"E\"]"),
+    (("inputs", 0, "shape"), ["B", 0, 3000], "inputs[0].shape[1]: must be > 0, got 0"),
+    (("inputs", 0, "shape"), ["B", 1.5, 3000], "inputs[0].shape[1]: expected an integer or a string, got float 1.5"),
+    (("inputs", 0, "kind"), "class_probs", "inputs[0].kind: must be one of waveform, log_peak"),
+    (("magnitude_bins", "n"), 29, "magnitude_bins: n = 29 bins of"),
+    (("magnitude_bins", "width"), "x", "magnitude_bins.width: expected a number, got string \"x\""),
+    (("mc_dropout", "how"), "random_op", "mc_dropout.how: must be one of \"none\", \"noise_input\", got "
+                                         "\"random_op\" (a graph that samples inside"),
+    (("files", "manifest.json"), {"sha256": "0" * 64, "size": 1}, "files: must not list manifest.json"),
+    (("files", "../x"), {"sha256": "0" * 64, "size": 1}, "files.\"../x\": must match"),
+    (("signer",), "ABC", "signer: must match ^[0-9a-f]{16}$, got \"ABC\""),
+    (("training_data", "synthetic"), "yes", "training_data.synthetic: expected a boolean (true or false), got "
+                                            "string \"yes\""),
+    (("bogus",), 1, "unknown field(s) bogus for format microseis-bundle/1 (opaque additions go into 'extra')"),
+])
+def test_manifest_errors_name_the_field(path, value, message):
+    from edge.model.manifest import Manifest
+
+    with pytest.raises(BundleError) as err:
+        Manifest.from_dict(_set(_shipped_manifest(), path, value))
+    assert err.value.code == "bad_manifest"
+    assert str(err.value).startswith("manifest: " + message), str(err.value)
+
+
+def test_manifest_round_trip_and_defaults_from_files():
+    from edge.model.manifest import Manifest
+
+    d = _shipped_manifest()
+    m = Manifest.from_dict(d)
+    assert Manifest.from_dict(m.to_dict()) == m and m.to_dict()["training_data"] == d["training_data"]
+    bare = json.loads(json.dumps(d))
+    for entry in bare["models"]:
+        entry.pop("sha256", None), entry.pop("size", None)
+    bare["selftest"].pop("class_output", None)
+    again = Manifest.from_dict(bare)
+    assert [(f.sha256, f.size) for f in again.models] == [(f.sha256, f.size) for f in m.models]
+    assert again.selftest.class_output == next(t.name for t in m.outputs if t.kind.startswith("class"))

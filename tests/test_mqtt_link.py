@@ -104,23 +104,23 @@ def test_config_defaults_and_round_trip() -> None:
     c = MqttConfig.from_dict(d)
     assert c.reconnect_min_s == 1.0 and isinstance(c.reconnect_min_s, float)
     assert MqttConfig.from_dict(c.to_dict()) == c
-    assert set(c.to_dict()) == {f for f in MqttConfig.__dataclass_fields__}
+    assert set(c.to_dict()) == set(MqttConfig.__struct_fields__)
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"port": 0}, "port: must be 1..65535, got 0"),
-    ({"port": 70000}, "port: must be 1..65535, got 70000"),
-    ({"port": "1883"}, "port: expected an integer, got str '1883'"),
-    ({"port": True}, "port: expected an integer, got boolean True"),
-    ({"host": ""}, "host: must be a host name or address, got ''"),
-    ({"prefix": "a/#"}, "prefix: must not contain the wildcards '+' or '#', got 'a/#'"),
+    ({"port": 0}, "port: must be within [1, 65535], got 0"),
+    ({"port": 70000}, "port: must be within [1, 65535], got 70000"),
+    ({"port": "1883"}, "port: expected an integer, got string \"1883\""),
+    ({"port": True}, "port: expected an integer, got boolean true"),
+    ({"host": ""}, "host: must be a host name or address, got \"\""),
+    ({"prefix": "a/#"}, "prefix: must not contain the wildcards '+' or '#', got \"a/#\""),
     ({"prefix": "/a"}, "prefix: must be one or more non-empty topic levels"),
-    ({"qos": 3}, "qos: must be 0, 1 or 2, got 3"),
-    ({"keepalive_s": 0}, "keepalive_s: must be 1..65535, got 0"),
+    ({"qos": 3}, "qos: must be one of 0, 1, 2, got 3"),
+    ({"keepalive_s": 0}, "keepalive_s: must be within [1, 65535], got 0"),
     ({"reconnect_min_s": 0}, "reconnect_min_s: must be > 0, got 0"),
     ({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect_max_s: must be >= reconnect_min_s = 5.0, got 1.0"),
     ({"tls_key": "k.pem"}, "tls_key: needs tls_cert"),
-    ({"tls_insecure": "yes"}, "tls_insecure: expected a boolean (true or false), got str 'yes'"),
+    ({"tls_insecure": "yes"}, "tls_insecure: expected a boolean (true or false), got string \"yes\""),
     ({"client_id": ""}, "client_id: must be 1..65535 bytes or unset"),
     ({"hots": "x"}, "hots: unknown key (did you mean host?)"),
 ])

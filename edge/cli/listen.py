@@ -56,6 +56,7 @@ from edge.cli.listen_format import (
 )
 from edge.comms.mqtt_settings import MqttConfig
 from edge.comms.tls import tls_context
+from edge.schema import ConfigError
 
 __all__ = ["register", "run", "subscriptions"]
 
@@ -133,10 +134,10 @@ def broker_config(args: argparse.Namespace):
               username=args.username, password=password, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
               tls_key=args.tls_key, tls_insecure=args.tls_insecure)
     try:
-        cfg = MqttConfig(**kw)
-    except ValueError as exc:
-        key, _, problem = str(exc).partition(": ")
-        raise CommandError(f"--{key.replace('_', '-')}: {problem}") from None
+        cfg = MqttConfig.from_dict(kw)
+    except ConfigError as exc:  # each problem under the option of its key
+        raise CommandError("; ".join(f"--{str(p.path[0]).replace('_', '-')}: {p.text}" if p.path else p.text
+                                     for p in exc.problems)) from None
     ssl_context(cfg)  # a missing or unreadable TLS file is an option error, before connecting
     return cfg
 
