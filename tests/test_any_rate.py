@@ -124,10 +124,10 @@ def test_manifest_class_bands() -> None:
     m = Manifest.from_dict(d)
     assert m.class_bands == {"fracture": (25.0, 110.0), "earthquake": (1.0, 15.0)}
     assert Manifest.from_dict(m.to_dict()) == m
-    for bad, msg in (({"quake": [1, 2]}, "class_bands['quake']: 'quake' is not one of the classes"),
-                     ({"fracture": [110, 25]}, "class_bands['fracture'] must have 0 < low < high"),
-                     ({"fracture": [1]}, "class_bands['fracture'] must be [low, high] in Hz"),
-                     ([1, 2], "class_bands must be an object")):
+    for bad, msg in (({"quake": [1, 2]}, "class_bands.quake: 'quake' is not one of the classes"),
+                     ({"fracture": [110, 25]}, "class_bands.fracture: must have 0 < low < high"),
+                     ({"fracture": [1]}, "class_bands.fracture: Expected `array` of length 2, got 1"),
+                     ([1, 2], "class_bands: expected a table of arrays of 2 numbers, got an array")):
         d["class_bands"] = bad
         with pytest.raises(BundleError, match=r"^manifest: " + msg.replace("[", r"\[").replace("]", r"\]")):
             Manifest.from_dict(d)

@@ -168,7 +168,7 @@ class Manifest(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     extra: dict[str, Any] = {}
     #: optional: class -> [low, high] Hz, the band each event class carries its energy in; the
     #: station's default trigger bands (:func:`edge.trigger.bands.station_bands`)
-    class_bands: dict[str, Annotated[list[Annotated[float, Meta(gt=0)]], Meta(min_length=2, max_length=2)]] = {}
+    class_bands: dict[str, tuple[Annotated[float, Meta(gt=0)], Annotated[float, Meta(gt=0)]]] = {}
     extra: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
