@@ -299,6 +299,10 @@ class Manifest:
     signer: str
     software: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``microseis adapt`` provenance (None in other bundles): {name, version, sha256} of the
+    #: bundle it was adapted from, and {counts per class, labels_sha256} of the site data
+    adapted_from: dict[str, Any] | None = None
+    adapted_on: dict[str, Any] | None = None
 
     @property
     def default_model(self) -> ModelFile:
@@ -322,6 +326,8 @@ class Manifest:
             "training_data": dict(self.training_data), "parity": self.parity,
             "selftest": self.selftest.to_dict(), "signer": self.signer,
             "software": self.software, "extra": self.extra,
+            **({"adapted_from": dict(self.adapted_from)} if self.adapted_from is not None else {}),
+            **({"adapted_on": dict(self.adapted_on)} if self.adapted_on is not None else {}),
         }
 
     @classmethod
@@ -333,9 +339,9 @@ class Manifest:
 _MANIFEST_FIELDS = {
     "format", "name", "version", "created", "description", "classes", "magnitude_bins", "input",
     "inputs", "outputs", "mc_dropout", "models", "files", "training_data", "parity", "selftest",
-    "signer", "software", "extra",
+    "signer", "software", "extra", "adapted_from", "adapted_on",
 }
-_OPTIONAL_FIELDS = {"description", "parity", "software", "extra"}
+_OPTIONAL_FIELDS = {"description", "parity", "software", "extra", "adapted_from", "adapted_on"}
 
 
 def _bad(msg: str) -> BundleError:
@@ -582,8 +588,36 @@ def _parse_manifest(d: Any) -> Manifest:
         classes=tuple(classes), magnitude_bins=dict(mb), input=inspec, inputs=inputs,
         outputs=outputs, mc_dropout=dict(mc), models=tuple(models), files=files,
         training_data=dict(td), parity=parity, selftest=selftest, signer=signer,
-        software=software, extra=extra,
+        software=software, extra=extra, **_provenance(d),
     )
+
+
+def _provenance(d: Mapping) -> dict[str, Any]:
+    """The optional ``adapted_from`` / ``adapted_on`` fields of an adapted bundle, checked."""
+    out: dict[str, Any] = {}
+    if "adapted_from" in d:
+        a = d["adapted_from"]
+        if not isinstance(a, dict):
+            raise _bad("adapted_from must be an object")
+        for key in ("name", "version", "sha256"):
+            if not isinstance(a.get(key), str) or not a[key]:
+                raise _bad(f"adapted_from.{key} must be a non-empty string")
+        if not _HEX64.match(a["sha256"]):
+            raise _bad(f"adapted_from.sha256 must be 64 lower-case hex digits, got {a['sha256']!r}")
+        out["adapted_from"] = dict(a)
+    if "adapted_on" in d:
+        a = d["adapted_on"]
+        if not isinstance(a, dict):
+            raise _bad("adapted_on must be an object")
+        counts = a.get("counts")
+        if not isinstance(counts, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in counts.items()):
+            raise _bad("adapted_on.counts must map class names to event counts")
+        if not isinstance(a.get("labels_sha256"), str) or not _HEX64.match(a["labels_sha256"]):
+            raise _bad("adapted_on.labels_sha256 must be 64 lower-case hex digits")
+        out["adapted_on"] = dict(a)
+    return out
 
 
 # --------------------------------------------------------------------------- station
