@@ -32,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.comms.mqtt_link import MqttConfig, MqttLink  # noqa: E402
+from edge.comms.mqtt_link import MqttLink  # noqa: E402
+from edge.comms.mqtt_settings import MqttConfig  # noqa: E402
 from edge.comms.outbox import Outbox  # noqa: E402
 from tests.broker import Broker, Subscriber  # noqa: E402
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge import __version__
-from edge.model.bundle import BundleError
+from edge.model.format import BundleError
 from edge.model.inference import OnnxRunner, WindowPredictor
 from edge.signal.labels import N_MAG_BINS
 
@@ -133,7 +133,7 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
 
     Raises:
         ExportError: the run, the data or an option is unusable (message says which).
-        edge.model.bundle.BundleError: the finished bundle failed its own verification (nothing
+        edge.model.format.BundleError: the finished bundle failed its own verification (nothing
             is written then).
     """
     from export.bundle_writer import make_selftest, write_bundle

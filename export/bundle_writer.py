@@ -1,4 +1,4 @@
-"""Write a signed model bundle (format: ``docs/bundle.md``, reader: :mod:`edge.model.bundle`).
+"""Write a signed model bundle (format: ``docs/bundle.md``, reader: :mod:`edge.model.verify`).
 
 :func:`write_bundle` takes a manifest *without* the parts it computes (``format``, ``files``,
 models' ``sha256``/``size``, ``signer``, and ``created`` when absent), the model files and the
@@ -9,7 +9,7 @@ bundle that the station would refuse is never written.
 
 Self-test arrays: ``{"input.<graph input>": array, ..., "expected.<graph output>": array}``
 (:func:`make_selftest` builds that from two dicts). Compute the expected outputs with
-:func:`edge.model.bundle.run_onnx` on the default model file -- the same code the station runs.
+:func:`edge.model.runtime.run_onnx` on the default model file -- the same code the station runs.
 """
 from __future__ import annotations
 
@@ -27,17 +27,17 @@ from typing import Any, Mapping
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.model.bundle import (
+from edge.model.format import (
     BUNDLE_FORMAT,
+    BundleError,
     MANIFEST_NAME,
     SELFTEST_NAME,
     SIGNATURE_NAME,
-    BundleError,
-    Manifest,
-    key_id,
-    npz_bytes,
-    verify_bundle,
 )
+from edge.model.keys import key_id
+from edge.model.manifest import Manifest
+from edge.model.selftest import npz_bytes
+from edge.model.verify import verify_bundle
 from export.signing import signature_file
 
 __all__ = ["write_bundle", "make_selftest", "zip_entries", "manifest_bytes", "utc_now"]
@@ -98,7 +98,7 @@ def write_bundle(
         selftest: ``input.<name>`` / ``expected.<name>`` arrays (:func:`make_selftest`).
         private_key: the signing key (:func:`export.signing.load_private_key`).
         verify: verify the bundle bytes with the public key, self-test included, before
-            writing; on failure nothing is written and :class:`edge.model.bundle.BundleError` is
+            writing; on failure nothing is written and :class:`edge.model.format.BundleError` is
             raised.
 
     Raises:

@@ -14,7 +14,7 @@ The graph (``shared/notes/toolchain.md`` has the traps these choices avoid):
   ``Relu`` nodes are quantized (a quantized Relu folds into the QLinearConv before it): on
   this CPU quantizing the small Gemm/Mul/Add nodes of the attention and shrinkage blocks
   added more Quantize/Dequantize work than it saved. The station opens sessions with
-  ONNX Runtime's NhwcTransformer off (:func:`edge.model.bundle.open_onnx_session`). Measured on
+  ONNX Runtime's NhwcTransformer off (:func:`edge.model.runtime.open_onnx_session`). Measured on
   the default ResNet18-CBAM, one thread, p50 relative to fp32: Conv only 0.86, Conv + Relu
   0.83, Conv + Relu + Gemm 1.06, every op 1.12 (docs/performance.md).
 """

@@ -8,7 +8,7 @@
   files in ``edge/keys/`` (the project key) and any given with ``--pubkey``.
 
 A key id is the first 16 hex digits of the sha256 of the raw 32-byte public key
-(:func:`edge.model.bundle.key_id`); the manifest's ``signer`` and ``signature.json`` carry it.
+(:func:`edge.model.keys.key_id`); the manifest's ``signer`` and ``signature.json`` carry it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.model.bundle import SIGNATURE_FORMAT, key_id
+from edge.model.format import SIGNATURE_FORMAT
+from edge.model.keys import key_id
 
 __all__ = ["generate_keypair", "load_private_key", "sign_manifest", "signature_file", "key_id"]
 

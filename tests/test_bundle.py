@@ -19,8 +19,22 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edge.model import bundle as B  # noqa: E402
-from edge.model.bundle import BundleError, StationCompat, verify_bundle  # noqa: E402
+from edge.model.container import read_entries  # noqa: E402
+from edge.model.format import BundleError  # noqa: E402
+from edge.model.install import (  # noqa: E402
+    current_model_dir,
+    install_bundle,
+    previous_model_dir,
+    read_manifest,
+    rollback,
+)
+from edge.model.keys import key_id, load_public_key  # noqa: E402
+from edge.model.manifest import StationCompat  # noqa: E402
+import edge.model.format  # noqa: E402
+import edge.model.keys  # noqa: E402
+from edge.model import selftest  # noqa: E402
+from edge.model.runtime import run_onnx  # noqa: E402
+from edge.model.verify import inspect_bundle, verify_bundle  # noqa: E402
 from edge.signal.labels import CLASSES, N_MAG_BINS  # noqa: E402
 from edge.signal.preprocess import WindowSpec  # noqa: E402
 from export.bundle_writer import make_selftest, write_bundle, zip_entries  # noqa: E402
@@ -139,7 +153,7 @@ def model() -> bytes:
 def build(path: Path, keys, model_bytes: bytes, kind: str = "plain", expected_edit=None,
           key=None, verify: bool = True, **manifest_over) -> Path:
     inputs = selftest_inputs(kind)
-    expected = B.run_onnx(model_bytes, inputs)
+    expected = run_onnx(model_bytes, inputs)
     if expected_edit:
         expected = expected_edit(expected)
     return write_bundle(path, manifest_for(kind, **manifest_over), {"model.int8.onnx": model_bytes},
@@ -152,7 +166,7 @@ def good(tmp_path_factory, keys, model) -> Path:
 
 
 def entries_of(path: Path) -> dict[str, bytes]:
-    return B.read_entries(path.read_bytes())
+    return read_entries(path.read_bytes())
 
 
 def reject(source, keys_list, match: str, code: str | None = None, **kw) -> BundleError:
@@ -169,7 +183,7 @@ def reject(source, keys_list, match: str, code: str | None = None, **kw) -> Bund
 
 def test_good_bundle_verifies_and_is_deterministic(good, keys, model, tmp_path):
     vb = verify_bundle(good, [keys["pub"]], station=ZNE)
-    assert vb.key_id == B.key_id(B.load_public_key(keys["pub"])) == vb.manifest.signer
+    assert vb.key_id == key_id(load_public_key(keys["pub"])) == vb.manifest.signer
     assert vb.selftest["status"] == "passed" and vb.selftest["rows"] == 4
     assert vb.selftest["outputs"]["class_probs"]["max_abs_diff"] <= 1e-4
     assert vb.manifest.default_model.file == "model.int8.onnx" and vb.manifest.synthetic
@@ -191,7 +205,7 @@ def test_good_bundle_verifies_and_is_deterministic(good, keys, model, tmp_path):
 
 
 def test_inspect_needs_no_key(good):
-    info = B.inspect_bundle(good)
+    info = inspect_bundle(good)
     assert {"path", "name", "version", "sha256", "classes"} <= set(info)
     assert info["name"] == "tiny-cnn" and info["version"] == "1.0.0" and info["classes"] == list(CLASSES)
     import hashlib
@@ -225,8 +239,8 @@ def test_flipped_byte_in_manifest(good, keys):
 
 
 def test_wrong_key(good, keys):
-    other = B.key_id(B.load_public_key(keys["other_pub"]))
-    signer = B.key_id(B.load_public_key(keys["pub"]))
+    other = key_id(load_public_key(keys["other_pub"]))
+    signer = key_id(load_public_key(keys["pub"]))
     err = reject(good, [keys["other_pub"]], f"signed by untrusted key {signer}", "untrusted_key")
     assert other in str(err)
     reject(good, [], "signed by untrusted key", "untrusted_key")
@@ -363,7 +377,7 @@ def test_writer_insists_on_plain_synthetic_notice(keys, model, tmp_path):
 
 
 def test_tflite_only_bundle_skips_selftest_and_is_not_installed(keys, tmp_path, monkeypatch):
-    monkeypatch.setattr(B, "_litert_available", lambda: False)
+    monkeypatch.setattr(selftest, "litert_available", lambda: False)
     inputs = selftest_inputs()
     expected = {"class_probs": np.full((4, 4), 0.25, np.float32),
                 "mag_probs": np.full((4, N_MAG_BINS), 1 / N_MAG_BINS, np.float32)}
@@ -374,8 +388,8 @@ def test_tflite_only_bundle_skips_selftest_and_is_not_installed(keys, tmp_path, 
     vb = verify_bundle(path, [keys["pub"]])
     assert vb.selftest["status"] == "skipped" and "ai-edge-litert is not installed" in vb.selftest["note"]
     with pytest.raises(BundleError, match="not installed: self-test skipped"):
-        B.install_bundle(path.read_bytes(), tmp_path / "models", [keys["pub"]], ZNE)
-    assert B.current_model_dir(tmp_path / "models") is None
+        install_bundle(path.read_bytes(), tmp_path / "models", [keys["pub"]], ZNE)
+    assert current_model_dir(tmp_path / "models") is None
 
 
 # --------------------------------------------------------------------------- install
@@ -385,16 +399,16 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
     models = tmp_path / "models"
     v2 = build(tmp_path / "v2.msb", keys, model, version="1.1.0")
     v3 = build(tmp_path / "v3.msb", keys, model, version="1.2.0")
-    a = B.install_bundle(good.read_bytes(), models, [keys["pub"]], ZNE)
-    assert B.current_model_dir(models) == a and B.previous_model_dir(models) is None
+    a = install_bundle(good.read_bytes(), models, [keys["pub"]], ZNE)
+    assert current_model_dir(models) == a and previous_model_dir(models) is None
     assert a.name.startswith("tiny-cnn-1.0.0-") and (a / "model.int8.onnx").read_bytes() == model
     assert (a / "bundle.msb").read_bytes() == good.read_bytes()
-    assert B.read_manifest(a).version == "1.0.0"
-    b = B.install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
-    assert B.current_model_dir(models) == b and B.previous_model_dir(models) == a
+    assert read_manifest(a).version == "1.0.0"
+    b = install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
+    assert current_model_dir(models) == b and previous_model_dir(models) == a
     # installing the current bundle again is harmless
-    assert B.install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE) == b
-    assert B.current_model_dir(models) == b and B.previous_model_dir(models) == a
+    assert install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE) == b
+    assert current_model_dir(models) == b and previous_model_dir(models) == a
 
     before = sorted(p.name for p in models.iterdir())
     data = bytearray(v3.read_bytes())
@@ -407,18 +421,18 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
     ]
     for blob, station, why in bad_cases:
         with pytest.raises(BundleError, match=why):
-            B.install_bundle(blob, models, [keys["pub"]], station)
-        assert B.current_model_dir(models) == b and B.previous_model_dir(models) == a
+            install_bundle(blob, models, [keys["pub"]], station)
+        assert current_model_dir(models) == b and previous_model_dir(models) == a
         assert sorted(p.name for p in models.iterdir()) == before  # nothing half-installed
     with pytest.raises(BundleError, match="untrusted key"):
-        B.install_bundle(v3.read_bytes(), models, [keys["other_pub"]], ZNE)
+        install_bundle(v3.read_bytes(), models, [keys["other_pub"]], ZNE)
     assert sorted(p.name for p in models.iterdir()) == before
 
-    assert B.rollback(models) == a
-    assert B.current_model_dir(models) == a and B.previous_model_dir(models) == b
-    assert B.rollback(models) == b  # a second rollback undoes the first
-    c = B.install_bundle(v3.read_bytes(), models, [keys["pub"]], ZNE)
-    assert B.current_model_dir(models) == c and B.previous_model_dir(models) == b
+    assert rollback(models) == a
+    assert current_model_dir(models) == a and previous_model_dir(models) == b
+    assert rollback(models) == b  # a second rollback undoes the first
+    c = install_bundle(v3.read_bytes(), models, [keys["pub"]], ZNE)
+    assert current_model_dir(models) == c and previous_model_dir(models) == b
     assert not a.exists()  # neither current nor previous: pruned
     assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == sorted(
         ["current", "previous", b.name, c.name])
@@ -426,10 +440,10 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
 
 def test_rollback_without_previous(keys, good, tmp_path):
     with pytest.raises(BundleError, match="no previous model"):
-        B.rollback(tmp_path)
-    B.install_bundle(good.read_bytes(), tmp_path / "m", [keys["pub"]], ZNE)
+        rollback(tmp_path)
+    install_bundle(good.read_bytes(), tmp_path / "m", [keys["pub"]], ZNE)
     with pytest.raises(BundleError, match="no previous model to roll back to"):
-        B.rollback(tmp_path / "m")
+        rollback(tmp_path / "m")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -463,7 +477,7 @@ def test_cli_keygen(monkeypatch, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and res["private_key"].endswith("site.key") and len(res["key_id"]) == 16
     assert stat.S_IMODE(os.stat(res["private_key"]).st_mode) == 0o600
-    assert B.key_id(B.load_public_key(res["public_key"])) == res["key_id"]
+    assert key_id(load_public_key(res["public_key"])) == res["key_id"]
     rc = _main(monkeypatch, ["keygen", "--out", str(tmp_path / "k"), "--name", "site"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "already exists; refusing to overwrite" in err[0]
@@ -495,10 +509,10 @@ def test_cli_verify_exit_codes(monkeypatch, good, keys, tmp_path, capsys):
     assert "truncated" in capsys.readouterr().err
 
     missing = tmp_path / "edge_models" / "default.msb"
-    monkeypatch.setattr(B, "DEFAULT_BUNDLE", missing)
+    monkeypatch.setattr(edge.model.format, "DEFAULT_BUNDLE", missing)
     assert _main(monkeypatch, ["bundle", "verify", "--pubkey", pub]) == 1
     assert f"no shipped default bundle at {missing}" in capsys.readouterr().err
-    monkeypatch.setattr(B, "KEYS_DIR", tmp_path / "no_keys")
+    monkeypatch.setattr(edge.model.keys, "KEYS_DIR", tmp_path / "no_keys")
     assert _main(monkeypatch, ["bundle", "verify", str(good)]) == 1
     assert "no trusted public keys" in capsys.readouterr().err
 

@@ -86,7 +86,7 @@ dir = "state"
     assert cfg.trigger.warmup_s == 12.5
     assert cfg.mqtt.password == "s3cret" and cfg.mqtt.enabled is True
     assert cfg.mqtt.tls_ca == str(tmp_path / "certs" / "ca.pem")
-    from edge.comms.mqtt_link import MqttConfig
+    from edge.comms.mqtt_settings import MqttConfig
 
     assert isinstance(cfg.mqtt, MqttConfig)  # goes wherever a MqttConfig goes
     assert cfg.archive_dir == tmp_path / "arch"
@@ -108,7 +108,7 @@ def test_every_key_is_in_the_docs() -> None:
 
 def test_foreign_sections_have_docs() -> None:
     """A field added to TriggerConfig or MqttConfig needs a line in TRIGGER_DOCS / MQTT_DOCS."""
-    from edge.comms.mqtt_link import MqttConfig
+    from edge.comms.mqtt_settings import MqttConfig
     from edge.trigger.stream import TriggerConfig
 
     assert {f.name for f in dataclasses.fields(TriggerConfig)} <= set(C.TRIGGER_DOCS)

@@ -272,7 +272,7 @@ def test_model_push_rejects_tampered_installs_signed_and_answers_commands(broker
     """Over MQTT: a tampered bundle is rejected with the reason and the model stays; the
     signed shipped bundle is installed (and survives a restart); ``rollback`` with no
     previous model answers an error; ``health`` answers ok with the figures."""
-    from edge.model.bundle import DEFAULT_BUNDLE
+    from edge.model.format import DEFAULT_BUNDLE
 
     state = tmp_path / "state"
     cfg = tmp_path / "c.toml"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edge.cli.listen import EVENT_SCHEMA, format_message, json_line, message_problems, parse_topic
+from edge.cli.listen_format import EVENT_SCHEMA, format_message, json_line, message_problems, parse_topic
 from edge.comms.messages import EventEnd, EventNew, Health, Magnitude, ModelRef, ModelState
 from tests.broker import (Broker, Subscriber, broker, find_mosquitto, free_port,  # noqa: F401
                           make_password_file, make_test_pki, TcpGate)

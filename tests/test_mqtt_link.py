@@ -20,7 +20,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from edge.comms.messages import dumps  # noqa: E402
-from edge.comms.mqtt_link import MqttConfig, MqttLink  # noqa: E402
+from edge.comms.mqtt_link import MqttLink  # noqa: E402
+from edge.comms.mqtt_settings import MqttConfig  # noqa: E402
 from edge.comms.outbox import Outbox  # noqa: E402
 from tests.broker import (Broker, Subscriber, TcpGate, broker, find_mosquitto, free_port,  # noqa: E402,F401
                           make_password_file, make_test_pki)
@@ -156,7 +157,8 @@ def test_online_retained_health_model_and_stopped(broker: Broker, sub: Subscribe
 
 CHILD = r"""
 import sys, time
-from edge.comms.mqtt_link import MqttConfig, MqttLink
+from edge.comms.mqtt_link import MqttLink
+from edge.comms.mqtt_settings import MqttConfig
 from edge.comms.outbox import Outbox
 port, path, station, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg = MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.2, keepalive_s=5)

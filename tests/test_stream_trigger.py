@@ -17,6 +17,7 @@ from obspy import Stream, Trace, UTCDateTime, read
 from obspy.signal.trigger import (classic_sta_lta, coincidence_trigger, recursive_sta_lta,
                                   trigger_onset)
 
+from edge.trigger import bandpass, stalta
 from edge.trigger.stream import (StaLtaStream, StreamingTrigger, Transition, TriggerConfig,
                                  TriggerEvent, bandpass_sos)
 
@@ -207,6 +208,30 @@ def test_cft_equals_obspy_on_the_whole_trace(uh: Stream, method: str, index: int
         # recursive: the same arithmetic as ObsPy's C loop (bit for bit in practice);
         # classic: ObsPy's C code itself, only the summation order may differ
         np.testing.assert_allclose(got[zeros:], ref[zeros:], rtol=1e-12 if method == "recstalta" else 1e-8)
+
+
+def test_private_sosfilt_kernel_is_there_and_equals_the_public_fallback(uh: Stream, monkeypatch) -> None:
+    """The trigger runs scipy's private in-place sosfilt kernel (the public function costs
+    ~10x per 25-sample chunk: edge/trigger/bandpass.py). Fail loudly when scipy moves or
+    changes it, and check that the public fallback gives the same characteristic function."""
+    assert bandpass.PRIVATE_KERNEL, (
+        "scipy.signal._sosfilt._sosfilt is gone: the trigger fell back to the public "
+        "scipy.signal.sosfilt (correct, ~10x slower per chunk); re-measure bench/trigger_cost.py")
+    tr = uh[0]
+    cfg = TriggerConfig(**UH)
+    fs = tr.stats.sampling_rate
+    nsta, nlta = int(cfg.sta_s * fs), int(cfg.lta_s * fs)
+    sos = bandpass_sos(cfg.freqmin, cfg.freqmax, fs, cfg.corners)
+
+    def cft() -> np.ndarray:
+        s = StaLtaStream("recstalta", nsta, nlta, sos)
+        return np.concatenate([s.process(tr.data[i:i + 25]) for i in range(0, tr.stats.npts, 25)])
+
+    fast = cft()
+    monkeypatch.setattr(stalta, "sosfilt_kernel", bandpass.sosfilt_inplace)
+    slow = cft()
+    assert np.any(fast > cfg.on)  # the recording has events: the comparison is not of zeros
+    np.testing.assert_array_equal(fast, slow)
 
 
 @pytest.mark.parametrize("freqmax", [20.0, 30.0], ids=["band", "above-nyquist-highpass"])

@@ -27,17 +27,10 @@ from trainer.balance import (  # noqa: E402
     stratified_subsample,
 )
 from trainer.run import CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, load_run  # noqa: E402
-from trainer.train import (  # noqa: E402
-    SPLIT_FILE,
-    SYNTHETIC_NOTICE,
-    TrainConfig,
-    TrainError,
-    augment_waveforms,
-    evaluate_arrays,
-    magnitude_targets,
-    train,
-    validation_arrays,
-)
+from trainer.config import TrainConfig, TrainError  # noqa: E402
+from trainer.train import SYNTHETIC_NOTICE, train  # noqa: E402
+from trainer.training.inputs import augment_waveforms, magnitude_targets  # noqa: E402
+from trainer.training.validation import SPLIT_FILE, evaluate_arrays, validation_arrays  # noqa: E402
 
 #: mildly imbalanced (16/8/8/8) so that weighted sampling and SMOTE have work to do
 BALANCE = {"fracture": 2, "rockfall": 1, "earthquake": 1, "noise": 1}

@@ -36,22 +36,24 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from edge.model.bundle import DEFAULT_BUNDLE, BundleError, default_trusted_keys, key_id
+from edge.model.format import DEFAULT_BUNDLE, BundleError
+from edge.model.keys import default_trusted_keys, key_id
+from edge.model.verify import inspect_bundle
 from edge.signal.dataset import LABELS_FILE, DatasetError, read_labels
 from edge.signal.preprocess import WindowSpec
 from export.build import ExportError, ExportOptions, build_bundle
 from export.signing import load_private_key
 from trainer.adapt_report import before_after, write_report
 from trainer.balance import stratified_split
+from trainer.config import TrainConfig, TrainError
 from trainer.data import EventArrays, dataset_description, load_dataset
-from trainer.evaluate import EvaluationError
 from trainer.float_weights import (
     WeightsError,
     file_sha256,
@@ -61,11 +63,10 @@ from trainer.float_weights import (
 )
 from trainer.models.registry import build_model_from_config
 from trainer.run import MODEL_FILE, RUN_FILE, RunError, load_run, run_info, save_run
-# The trainer's stage-2 loop, input preparation and weight transfer (until the train.py split
-# is merged these are train.py's module-private names).
-from trainer.train import TrainConfig, TrainError, prepare_inputs
-from trainer.train import _copy_weights as copy_weights
-from trainer.train import _Stage2 as Stage2
+from trainer.scorer import EvaluationError
+from trainer.training.inputs import prepare_inputs
+from trainer.training.loop import Stage2
+from trainer.training.transfer import copy_weights
 
 __all__ = ["AdaptConfig", "AdaptError", "adapt", "Start", "resolve_start", "grow_class_head",
            "report_paths"]
@@ -117,7 +118,7 @@ class AdaptConfig:
 
     def train_config(self, model_name: str) -> TrainConfig:
         """The trainer's options for the fine-tuning loop."""
-        return replace(TrainConfig(), model=model_name, epochs=self.epochs, patience=self.patience,
+        return TrainConfig(model=model_name, epochs=self.epochs, patience=self.patience,
                        lr=self.lr, backbone_lr_factor=self.backbone_lr_factor,
                        batch_size=self.batch_size, seed=self.seed, threads=self.threads,
                        max_batches=self.max_batches, mc_passes=self.mc_passes,
@@ -144,8 +145,6 @@ def report_paths(out: str | Path) -> tuple[Path, Path]:
 
 def resolve_start(source: str | Path | None) -> Start:
     """The starting model of ``--from`` (None: the shipped default bundle)."""
-    from edge.model.bundle import inspect_bundle
-
     try:
         if source is not None and Path(source).is_dir():
             run = Path(source)

@@ -16,7 +16,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge.model.predictions import Predictions
+from trainer.bundle_scorer import BundleScorer
 from trainer.data import EventArrays
+from trainer.evaluate import TorchRunScorer
 from trainer.metrics import evaluation_metrics
 
 __all__ = ["before_after", "scores", "write_report", "report_table", "REPORT_FILE"]
@@ -27,10 +29,7 @@ REPORT_FILE = "adapt.json"
 def before_after(start: Any, held: EventArrays, mc_passes: int, seed: int,
                  trusted: Mapping[str, Any]) -> Predictions:
     """Predictions of ``start`` (:class:`trainer.adapt.Start`) on the held-out events.
-    Raises :class:`trainer.evaluate.EvaluationError` when a bundle does not verify."""
-    from trainer.bundle_scorer import BundleScorer
-    from trainer.evaluate import TorchRunScorer
-
+    Raises :class:`trainer.scorer.EvaluationError` when a bundle does not verify."""
     if start.bundle is not None:
         scorer = BundleScorer(start.bundle, trusted_keys=list(trusted.values()))
     else:

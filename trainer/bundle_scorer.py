@@ -9,15 +9,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edge.model.bundle import BundleError
+from edge.model.format import BundleError
 from edge.model.inference import EventClassifier
 from edge.model.predictions import Predictions
+from trainer.gradcam import GradCamUnsupported
+from trainer.scorer import EvaluationError
 
 __all__ = ["BundleScorer"]
 
 
 class BundleScorer:
-    """:class:`trainer.evaluate.Scorer` for a ``*.msb`` bundle.
+    """:class:`trainer.scorer.Scorer` for a ``*.msb`` bundle.
 
     Args:
         path: the bundle file.
@@ -30,8 +32,6 @@ class BundleScorer:
 
     def __init__(self, path: str | Path, trusted_keys: Iterable[Any] | None = None,
                  runtime: str = "onnx", batch_size: int = 64) -> None:
-        from trainer.evaluate import EvaluationError
-
         self.path = Path(path)
         try:
             self.clf = EventClassifier.load(self.path, trusted_keys=trusted_keys, runtime=runtime,
@@ -54,8 +54,6 @@ class BundleScorer:
         return p.predict(x, log_peak)
 
     def gradcam(self, x: np.ndarray, log_peak: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
-        from trainer.gradcam import GradCamUnsupported
-
         raise GradCamUnsupported("Grad-CAM needs the torch model: evaluate the training run "
                                  "directory for the maps")
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,9 +20,15 @@ from typing import Sequence
 import numpy as np
 
 from edge.signal.dataset import LABELS_FILE, RowError, iter_windows, read_labels
-from edge.signal.features import ATTRIBUTES, BOSSEA_FEATURES, attributes, bossea_features
+from edge.signal.features import (
+    ATTRIBUTES,
+    BOSSEA_FEATURES,
+    attributes,
+    bossea_features,
+)
 from edge.signal.labels import CLASSES
 from edge.signal.preprocess import PreprocessError, WindowSpec, normalize
+from trainer.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +163,7 @@ def load_dataset(
     xs, peaks, ys, mags, attrs, feats, paths, lines = [], [], [], [], [], [], [], []
     units = "counts"
     index = {c: i for i, c in enumerate(classes)}
-    bar = _progress(rows_total, f"loading {folder.name}", progress)
+    bar = progress_bar(rows_total, f"loading {folder.name}", progress, unit="event", mininterval=1.0)
     for row, window in iter_windows(folder, spec, errors=errors):
         bar.update(1)
         if row.label is None and require_labels:
@@ -220,21 +225,6 @@ def _read_cache(path: Path, classes: tuple[str, ...]) -> tuple[EventArrays, list
     for e in errors:
         log.warning("%s", e)
     return arrays, errors
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="event", file=sys.stderr, mininterval=1.0)
 
 
 __all__ = ["EventArrays", "load_dataset", "dataset_description", "default_cache_dir"]

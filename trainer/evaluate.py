@@ -27,12 +27,21 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Sequence
 
 import numpy as np
 
+from edge.signal.dataset import DatasetError
 from edge.signal.preprocess import WindowSpec
-from trainer.predict_torch import Predictions
+from trainer import plots as P
+from trainer.bundle_scorer import BundleScorer
+from trainer.data import dataset_description, load_dataset
+from trainer.gradcam import gradcam, plot_gradcam
+from trainer.metrics import evaluation_metrics
+from trainer.plots import load_history, plot_curves
+from trainer.predict_torch import Predictions, predict
+from trainer.run import CURVES_FILE, HISTORY_FILE, MODEL_FILE, RunError, load_run
+from trainer.scorer import EvaluationError, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -51,57 +60,12 @@ UNCERTAINTY_DEFINITION = ("predictive entropy of the class probabilities average
                           "1 = uniform")
 
 
-class EvaluationError(ValueError):
-    """A problem the user can fix (missing run, missing data, no usable rows): one line."""
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """What :func:`evaluate` needs from a model, whatever its format."""
-
-    #: "torch-run" or, later, "bundle"
-    kind: str
-    #: the path it was loaded from
-    source: str
-    #: a short name (run directory name, bundle name + version)
-    name: str
-    #: class names in the model's output order
-    classes: tuple[str, ...]
-    #: the model's input window (what the data must be cut and filtered with)
-    window: WindowSpec
-    #: True when the model was trained on synthetic data (None when unknown)
-    synthetic: bool | None
-    #: whether the model predicts magnitude
-    has_magnitude: bool
-
-    def predict(self, x: np.ndarray, log_peak: np.ndarray, mc_passes: int = 20,
-                seed: int = 0) -> Predictions:
-        """Predictions for normalised windows ``x`` (N, 3, n) and ``log_peak`` (N,)."""
-        ...
-
-    def gradcam(self, x: np.ndarray, log_peak: np.ndarray,
-                target: np.ndarray | None = None) -> np.ndarray:
-        """(N, n) Grad-CAM maps in [0, 1]; raises ``GradCamUnsupported`` (a ValueError) with
-        the reason when the model cannot give them."""
-        ...
-
-    def history(self) -> list[dict] | None:
-        """Training history (epoch records) when known."""
-        ...
-
-    def describe(self) -> dict:
-        """JSON-able description for ``metrics.json["model"]``."""
-        ...
-
-
 class TorchRunScorer:
     """A training run directory (:mod:`trainer.run`) scored with torch."""
 
     kind = "torch-run"
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64) -> None:
-        from trainer.run import RunError, load_run
-
         self.run_dir = Path(run_dir)
         try:
             self.model, self.info = load_run(self.run_dir)
@@ -130,21 +94,16 @@ class TorchRunScorer:
 
     def predict(self, x: np.ndarray, log_peak: np.ndarray, mc_passes: int = 20,
                 seed: int = 0) -> Predictions:
-        from trainer.predict_torch import predict
 
         return predict(self.model, (x, log_peak), self.window.sampling_rate, mc_passes=mc_passes,
                        batch_size=self.batch_size, seed=seed)
 
     def gradcam(self, x: np.ndarray, log_peak: np.ndarray,
                 target: np.ndarray | None = None) -> np.ndarray:
-        from trainer.gradcam import gradcam
 
         return gradcam(self.model, x, log_peak, target)
 
     def history(self) -> list[dict] | None:
-        from trainer.plots import load_history
-        from trainer.run import HISTORY_FILE
-
         return load_history(self.run_dir / HISTORY_FILE)
 
     def describe(self) -> dict:
@@ -166,16 +125,12 @@ def _load_bundle(path: Path, trusted_keys: Sequence[str] | None = None, runtime:
                  batch_size: int = 64) -> Scorer:
     """Scorer for a signed model bundle (verified against ``trusted_keys``, default the
     shipped keys), run by the station's own inference code."""
-    from trainer.bundle_scorer import BundleScorer
-
     return BundleScorer(path, trusted_keys=trusted_keys, runtime=runtime, batch_size=batch_size)
 
 
 def load_scorer(path: str | Path, batch_size: int = 64, trusted_keys: Sequence[str] | None = None,
                 runtime: str = "onnx") -> Scorer:
     """The :class:`Scorer` for a run directory (or its ``model.pt``) or a model bundle file."""
-    from trainer.run import MODEL_FILE
-
     p = Path(path)
     if p.is_dir():
         return TorchRunScorer(p, batch_size=batch_size)
@@ -270,10 +225,6 @@ def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: s
     :class:`EvaluationError` for a missing/unreadable model or data folder or when no row is
     usable.
     """
-    from edge.signal.dataset import DatasetError
-    from trainer.data import dataset_description, load_dataset
-    from trainer.metrics import evaluation_metrics
-
     t0 = time.perf_counter()
     scorer = (model_source if isinstance(model_source, Scorer)
               else load_scorer(model_source, batch_size, trusted_keys, runtime))
@@ -338,7 +289,6 @@ def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: s
         if p is not None:
             plots[name] = Path(p).name
 
-    from trainer import plots as P
 
     attempt("confusion", P.plot_confusion, out / "confusion.png",
             np.asarray(metrics["confusion"]["matrix"]), classes,
@@ -357,10 +307,9 @@ def evaluate(model_source: str | Path | Scorer, data_dir: str | Path, out_dir: s
         notes.append(f"training history unreadable: {exc}")
     if history:
         best_epoch = getattr(scorer, "best_epoch", None)
-        attempt("curves", _plot_curves, out / "curves.png", history, best_epoch,
+        attempt("curves", plot_curves, out / "curves.png", history, best_epoch,
                 f"training curves of {scorer.name}")
     if "curves" not in plots and getattr(scorer, "run_dir", None) is not None:
-        from trainer.run import CURVES_FILE
 
         src = Path(scorer.run_dir) / CURVES_FILE
         if src.is_file():
@@ -392,28 +341,8 @@ def _json_clean(v: Any) -> Any:
     return v
 
 
-def _plot_curves(path: Path, history: list[dict], best_epoch: int | None, title: str) -> Path | None:
-    """The training side's own figure (trainer.training_plots) when it draws this history,
-    else the generic re-plot of :func:`trainer.plots.plot_history`."""
-    try:
-        from trainer.training_plots import plot_training_curves
-    except ImportError:
-        plot_training_curves = None
-    if plot_training_curves is not None and any(r.get("stage") == "train" for r in history):
-        try:
-            plot_training_curves(history, path, best_epoch, title=title)
-            if Path(path).is_file():
-                return Path(path)
-        except Exception as exc:
-            log.info("training_plots could not draw the history (%s); generic plot", exc)
-    from trainer.plots import plot_history
-
-    return plot_history(path, history, title=title, best_epoch=best_epoch)
-
-
 def _gradcam_figures(scorer: Scorer, arrays: Any, preds: Predictions, classes: Sequence[str],
                      total: int, out: Path, plots: dict, notes: list) -> dict:
-    from trainer.gradcam import plot_gradcam
 
     if total <= 0:
         return {"available": None, "reason": "not requested (--gradcam 0)", "events": []}

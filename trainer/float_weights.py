@@ -29,7 +29,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.model.bundle import DEFAULT_BUNDLE
+from edge.model.format import DEFAULT_BUNDLE
+from edge.model.verify import inspect_bundle
 from trainer.run import MODEL_FILE, RUN_FILE
 
 __all__ = ["WeightsError", "BUNDLE_INFO_FILE", "DEFAULT_WEIGHTS_DIR", "weights_dir_for",
@@ -65,8 +66,6 @@ def write_float_weights(run_dir: str | os.PathLike, bundle: str | os.PathLike,
                         dest: str | os.PathLike) -> Path:
     """Copy a run's float weights into ``dest`` with the ``bundle.json`` that names ``bundle``
     (the bundle exported from that run). ``dest`` is replaced if it exists."""
-    from edge.model.bundle import inspect_bundle
-
     run_dir, bundle, dest = Path(run_dir), Path(bundle), Path(dest)
     if not (run_dir / MODEL_FILE).is_file() or not (run_dir / RUN_FILE).is_file():
         raise WeightsError(f"{run_dir}: not a run directory (no {MODEL_FILE} / {RUN_FILE})")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import numpy as np
 
 #: a magnitude "hit" within ±0.3 allows for the binary representation of 0.3
@@ -104,5 +106,26 @@ def evaluation_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence
     return out
 
 
-__all__ = ["confusion_matrix", "classification_metrics", "magnitude_metrics",
+__all__ = ["metrics_table", "format_value", "confusion_matrix", "classification_metrics", "magnitude_metrics",
            "uncertainty_metrics", "evaluation_metrics"]
+
+
+def format_value(v: float | None, digits: int = 3) -> str:
+    """A metric for a table: ``digits`` decimals, ``-`` for None or NaN."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def metrics_table(m: dict) -> list[str]:
+    """The per-class table (precision, recall, F1, events) and the magnitude line of
+    :func:`evaluation_metrics` output, as printed by ``microseis train`` and ``evaluate``."""
+    lines = [f"{'class':<12}{'precision':>10}{'recall':>8}{'F1':>7}{'n':>6}"]
+    for c in m["f1"]:
+        lines.append(f"{c:<12}{format_value(m['precision'].get(c)):>10}{format_value(m['recall'].get(c)):>8}"
+                     f"{format_value(m['f1'].get(c)):>7}{m.get('support', {}).get(c, 0):>6}")
+    mag = m.get("magnitude")
+    if mag:
+        lines.append(f"magnitude (n={mag['n']}): hit±0.2 {format_value(mag['hit_0_2'])}, "
+                     f"hit±0.3 {format_value(mag['hit_0_3'])}, MAE {format_value(mag['mae'])}, bias {mag['bias']:+.3f}")
+    else:
+        lines.append("magnitude: not scored")
+    return lines

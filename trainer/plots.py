@@ -4,6 +4,7 @@ its path; none needs a display.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -11,12 +12,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = ["plot_confusion", "plot_per_class", "plot_magnitude", "plot_uncertainty",
-           "plot_history", "load_history"]
+           "plot_history", "plot_curves", "load_history"]
+
+log = logging.getLogger(__name__)
 
 _DPI = 100
 
 
 def _plt():
+    # deferred: matplotlib is heavy, and the Agg backend must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,3 +258,91 @@ def plot_history(path: str | Path, history: Sequence[Mapping[str, Any]], title: 
     fig.savefig(path, dpi=_DPI)
     plt.close(fig)
     return Path(path)
+
+
+def plot_curves(path: str | Path, history: Sequence[Mapping[str, Any]], best_epoch: int | None = None,
+                title: str = "training curves") -> Path | None:
+    """``curves.png`` of a run, for ``microseis train`` and ``evaluate`` alike: the training
+    figure (stage-1 MSE, losses, validation scores with the kept epoch, learning rate) when the
+    history holds stage-2 (``"train"``) records, else :func:`plot_history`. Returns the path,
+    or None when there is nothing to plot."""
+    if any(r.get("stage") == "train" for r in history):
+        try:
+            _plot_training_figure(history, path, best_epoch, title=title)
+            if Path(path).is_file():
+                return Path(path)
+        except Exception as exc:  # noqa: BLE001 - an unusual history: the generic figure
+            log.info("training figure could not draw the history (%s); generic plot", exc)
+    return plot_history(path, history, title=title, best_epoch=best_epoch)
+
+
+def _plot_training_figure(history: Sequence[dict], path: str | Path, best_epoch: int | None = None,
+                          title: str | None = None) -> None:
+    """Write the curves of ``history`` (``history.json`` entries) to ``path`` (PNG).
+
+    Panels: stage 1 attribute MSE (only with pre-training), stage 2 losses (train and
+    validation, class and magnitude), validation macro-F1 and magnitude hit rates with the
+    kept epoch marked, and the learning rate.
+    """
+    # deferred: matplotlib is heavy and only needed when a figure is drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pre = [h for h in history if h.get("stage") == "pretrain"]
+    main = [h for h in history if h.get("stage") == "train"]
+    n_panels = 3 + bool(pre)
+    fig = Figure(figsize=(4.2 * n_panels, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n_panels)
+    i = 0
+
+    def series(rows, key):
+        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        return ([p[0] for p in pts], [p[1] for p in pts])
+
+    if pre:
+        ax = axes[i]
+        i += 1
+        ax.plot(*series(pre, "loss"), "o-", ms=3, label="train")
+        ax.plot(*series(pre, "val_loss"), "s--", ms=3, label="validation")
+        ax.set(title="stage 1: attribute regression", xlabel="epoch", ylabel="MSE (z-scores)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+
+    ax = axes[i]
+    i += 1
+    ax.plot(*series(main, "loss"), "o-", ms=3, color="C0", label="train total")
+    ax.plot(*series(main, "loss_class"), ":", color="C0", label="train class")
+    ax.plot(*series(main, "val_loss"), "s-", ms=3, color="C1", label="val total")
+    ax.plot(*series(main, "val_loss_class"), ":", color="C1", label="val class")
+    if any(r.get("loss_mag") is not None for r in main):
+        ax.plot(*series(main, "loss_mag"), "--", color="C0", label="train magnitude")
+        ax.plot(*series(main, "val_loss_mag"), "--", color="C1", label="val magnitude")
+    ax.set(title="training: loss", xlabel="epoch", ylabel="cross-entropy")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+    ax = axes[i]
+    i += 1
+    ax.plot(*series(main, "val_macro_f1"), "o-", ms=3, label="val macro-F1")
+    if any(r.get("val_hit_0_3") is not None for r in main):
+        ax.plot(*series(main, "val_hit_0_3"), "s-", ms=3, label="val mag hit ±0.3")
+        ax.plot(*series(main, "val_hit_0_2"), "^--", ms=3, label="val mag hit ±0.2")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="k", lw=0.8, ls="--", label=f"kept (epoch {best_epoch})")
+    ax.set(title="validation", xlabel="epoch", ylim=(0, 1.02))
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+
+    ax = axes[i]
+    if pre:
+        ax.plot(*series(pre, "lr"), "-", label="stage 1")
+    ax.plot(*series(main, "lr"), "-", label="stage 2" if pre else "heads")
+    if any(r.get("lr_backbone") is not None for r in main):
+        ax.plot(*series(main, "lr_backbone"), "--", label="backbone")
+    ax.set(title="learning rate (last step of each epoch)", xlabel="epoch", yscale="log")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(Path(path), dpi=110)

@@ -53,7 +53,7 @@ def parse_channels(text: str) -> tuple[str, ...]:
 
 
 def _bundle_path(arg: str | None):
-    from edge.model.bundle import DEFAULT_BUNDLE
+    from edge.model.format import DEFAULT_BUNDLE
 
     if arg:
         return arg, None
@@ -70,7 +70,9 @@ def _fail(args: argparse.Namespace, path, reason: str, code: str) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edge.model.bundle import BundleError, StationCompat, default_trusted_keys, load_trusted_keys, KEYS_DIR
+    from edge.model.format import BundleError
+    from edge.model.keys import KEYS_DIR, default_trusted_keys, load_trusted_keys
+    from edge.model.manifest import StationCompat
 
     station = None
     if args.channels is not None or args.rate is not None:
@@ -88,7 +90,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if not keys:
         return _fail(args, path, f"no trusted public keys: {KEYS_DIR} holds no *.pub and no --pubkey "
                      "was given", "untrusted_key")
-    from edge.model.bundle import verify_bundle
+    from edge.model.verify import verify_bundle
 
     try:
         vb = verify_bundle(path, keys, station=station, run_selftest=not args.no_selftest)
@@ -115,7 +117,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from edge.model.bundle import BundleError, inspect_bundle
+    from edge.model.format import BundleError
+    from edge.model.verify import inspect_bundle
 
     path, missing = _bundle_path(args.bundle)
     if missing:

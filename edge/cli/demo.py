@@ -56,7 +56,7 @@ class _Printer:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from edge.cli.listen import format_message
+        from edge.cli.listen_format import format_message
 
         self.format, self.quiet = format_message, quiet
         self.ends: list[dict[str, Any]] = []

@@ -80,7 +80,7 @@ def _options(args: argparse.Namespace):
 
 
 def _load(args: argparse.Namespace):
-    from edge.model.bundle import BundleError
+    from edge.model.format import BundleError
     from edge.model.inference import EventClassifier
 
     try:

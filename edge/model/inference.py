@@ -25,17 +25,11 @@ from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
 
-from edge.model.bundle import (
-    DEFAULT_BUNDLE,
-    BundleError,
-    ModelFile,
-    StationCompat,
-    VerifiedBundle,
-    default_trusted_keys,
-    load_trusted_keys,
-    open_onnx_session,
-    verify_bundle,
-)
+from edge.model.format import BundleError, DEFAULT_BUNDLE
+from edge.model.keys import default_trusted_keys, load_trusted_keys
+from edge.model.manifest import ModelFile, StationCompat
+from edge.model.runtime import open_onnx_session
+from edge.model.verify import VerifiedBundle, verify_bundle
 from edge.model.predictions import Predictions, predictions_from_samples
 from edge.signal.preprocess import Window, WindowSpec, normalize
 
@@ -183,7 +177,7 @@ class EventClassifier:
     """Classify preprocessed event windows with a verified bundle.
 
     Args:
-        bundle: a :class:`~edge.model.bundle.VerifiedBundle` (never an unverified file).
+        bundle: a :class:`~edge.model.verify.VerifiedBundle` (never an unverified file).
         runtime: ``"onnx"`` (default) or ``"tflite"``.
         threads: intra-op threads of the runtime (1 on a station: one core for the model).
         mc_passes: MC-dropout passes; ``None`` = the bundle's ``mc_dropout.passes``.
@@ -224,7 +218,7 @@ class EventClassifier:
              station: StationCompat | None = None, **kw: Any) -> "EventClassifier":
         """Verify the bundle at ``path`` (default: the shipped ``edge/models/default.msb``)
         against ``trusted_keys`` (default: the shipped ``edge/keys/*.pub``) and the
-        station's channels/rate, then load it. Raises :class:`~edge.model.bundle.BundleError`."""
+        station's channels/rate, then load it. Raises :class:`~edge.model.format.BundleError`."""
         path = Path(path) if path else DEFAULT_BUNDLE
         if not path.is_file():
             hint = (" (the shipped default bundle is missing: reinstall the package or pass "

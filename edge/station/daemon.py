@@ -21,14 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from obspy import UTCDateTime
+from obspy import Stream, Trace, UTCDateTime, read_inventory
 
-from edge.model.bundle import BundleError, StationCompat, install_bundle, rollback
+from edge.comms.messages import Health, ModelState, dumps, iso_utc
+from edge.comms.mqtt_link import MqttLink
+from edge.comms.outbox import Outbox
+from edge.comms.topics import Topics
+from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
-from edge.comms.messages import Health, ModelState, iso_utc
+from edge.model.install import current_model_dir, install_bundle, rollback
+from edge.model.keys import default_trusted_keys, load_trusted_keys
+from edge.model.manifest import StationCompat
+from edge.station.archive import SdsArchive
+from edge.station.config import load_config
+from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
 from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
-from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
+from edge.trigger.stream import StreamingTrigger
+from firmware_bridge.faults import FaultSpec
+from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
+from firmware_bridge.sources import NoiseSource, source_from_files
 
 __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 
@@ -115,8 +127,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
-        from edge.model.bundle import default_trusted_keys, load_trusted_keys
-
         keys = self.config.model.trusted_keys
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
@@ -131,8 +141,6 @@ class Daemon:
                                     runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
 
     def _load_classifier(self) -> EventClassifier:
-        from edge.model.bundle import current_model_dir, INSTALLED_BUNDLE_NAME
-
         m = self.config.model
         path = m.bundle or None
         installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
@@ -144,10 +152,6 @@ class Daemon:
             raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
 
     def _setup(self) -> None:
-        from edge.comms.outbox import Outbox
-        from edge.comms.mqtt_link import MqttLink
-        from edge.trigger.stream import StreamingTrigger
-
         cfg = self.config
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.classifier = self._load_classifier()
@@ -156,8 +160,6 @@ class Daemon:
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
         inventory = None
         if cfg.magnitude.stationxml:
-            from obspy import read_inventory
-
             try:
                 inventory = read_inventory(cfg.magnitude.stationxml)
             except Exception as exc:  # noqa: BLE001
@@ -168,8 +170,6 @@ class Daemon:
                                  vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
         self.archive = None
         if cfg.archive.enabled:
-            from edge.station.archive import SdsArchive
-
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
@@ -179,8 +179,6 @@ class Daemon:
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
         else:
-            from edge.comms.mqtt_link import Topics
-
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
         self.pipeline = EventPipeline(self.station, StreamingTrigger(cfg.trigger), self.classifier,
@@ -206,10 +204,6 @@ class Daemon:
 
     def _simulated(self) -> Iterator[Chunk | LinkNote]:
         """The virtual digitizer on a pseudo-terminal, read through the real serial path."""
-        from firmware_bridge.faults import FaultSpec
-        from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
-        from firmware_bridge.sources import NoiseSource, source_from_files
-
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
@@ -340,8 +334,6 @@ class Daemon:
     def _switch_model(self, model_dir: Path, message: str) -> None:
         """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
         pipeline runs from the next event on."""
-        from edge.model.bundle import INSTALLED_BUNDLE_NAME
-
         self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
         self.pipeline.classifier = self.classifier
         self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
@@ -374,8 +366,6 @@ class Daemon:
                 self._publish_model()
                 data = {"model": prev.name}
             elif name == "reload":
-                from edge.station.config import load_config
-
                 new = load_config(self.config.source_path) if getattr(self.config, "source_path", None) else None
                 if new is not None:
                     self.config.health.interval_s = new.health.interval_s
@@ -401,8 +391,6 @@ class _OfflinePublisher:
         log.info("new %s (offline)", msg["id"])
 
     def event_end(self, msg: dict[str, Any]) -> None:
-        from edge.comms.messages import dumps
-
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)
@@ -415,8 +403,6 @@ class _ArchiveFeed:
         self.archive = archive
 
     def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        from obspy import Stream, Trace
-
         net, sta, loc, cha = seed_id.split(".")
         tr = Trace(data=data.astype("int32", copy=False))
         tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.model.bundle import BundleError
+    from edge.model.format import BundleError
     from export.build import ExportError, ExportOptions, build_bundle
 
     if args.mc_passes < 1:

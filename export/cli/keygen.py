@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.model.bundle import key_id, load_public_key
+    from edge.model.keys import key_id, load_public_key
     from export.signing import generate_keypair
 
     try:

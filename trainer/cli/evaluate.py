@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from edge.cli import CommandError
+from trainer.metrics import format_value, metrics_table
 
 HELP = "score a model on a labeled dataset: metrics.json, predictions.csv, plots"
 
@@ -42,10 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _f(v, digits: int = 3) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
 def format_table(m: dict) -> str:
     """The readable summary printed without ``--json``."""
     data, model = m.get("data", {}), m.get("model", {})
@@ -56,23 +52,14 @@ def format_table(m: dict) -> str:
         f"{' (synthetic)' if syn.get('data') else ''}",
         f"events {data.get('n_events')}, skipped rows {data.get('n_skipped')}, "
         f"MC-dropout passes {m.get('mc_passes')}",
-        f"macro-F1 {_f(m.get('macro_f1'))}   accuracy {_f(m.get('accuracy'))}",
-        f"{'class':<12}{'precision':>10}{'recall':>8}{'F1':>7}{'n':>6}",
+        f"macro-F1 {format_value(m.get('macro_f1'))}   accuracy {format_value(m.get('accuracy'))}",
+        *metrics_table(m),
     ]
-    for c in m.get("confusion", {}).get("classes", []):
-        lines.append(f"{c:<12}{_f(m['precision'].get(c)):>10}{_f(m['recall'].get(c)):>8}"
-                     f"{_f(m['f1'].get(c)):>7}{m.get('support', {}).get(c, 0):>6}")
-    mag = m.get("magnitude")
-    if mag:
-        lines.append(f"magnitude (n={mag['n']}): hit±0.2 {_f(mag['hit_0_2'])}, "
-                     f"hit±0.3 {_f(mag['hit_0_3'])}, MAE {_f(mag['mae'])}, bias {mag['bias']:+.3f}")
-    else:
-        lines.append("magnitude: not scored")
     u = m.get("uncertainty") or {}
     ratio = u.get("ratio_wrong_to_correct")
     verdict = "" if ratio is None else (" (meets ≥2 target)" if u.get("meets_target") else " (below ≥2 target)")
-    lines.append(f"uncertainty: correct {_f(u.get('mean_correct'))}, misclassified "
-                 f"{_f(u.get('mean_wrong'))}, ratio {_f(ratio, 2)}{verdict}")
+    lines.append(f"uncertainty: correct {format_value(u.get('mean_correct'))}, misclassified "
+                 f"{format_value(u.get('mean_wrong'))}, ratio {format_value(ratio, 2)}{verdict}")
     skipped = data.get("skipped") or []
     for s in skipped[:10]:
         lines.append(f"skipped: {s['text']}")

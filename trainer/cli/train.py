@@ -119,7 +119,9 @@ def _check_folders(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_folders(args)
-    from trainer.train import TrainConfig, TrainError, summary_json, summary_table, train
+    # deferred: torch; `microseis --help` and the station never import it
+    from trainer.config import TrainConfig, TrainError
+    from trainer.train import summary_json, summary_table, train
 
     cfg = TrainConfig(
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
