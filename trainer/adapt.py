@@ -271,6 +271,9 @@ def adapt(data: str | Path, out: str | Path, key: str | Path, source: str | Path
     spec = WindowSpec.from_dict(info["window"])
     old_classes = tuple(info["classes"])
     labels, labels_sha = _site_labels(data)
+    if len(labels) < 2:
+        raise AdaptError(f"--data {data}: {LABELS_FILE} labels {len(labels)} class(es) only "
+                         f"({', '.join(map(repr, labels)) or 'none'}); adaptation needs at least two classes")
     unknown = [c for c in labels if c not in old_classes]
     if unknown and not cfg.new_classes:
         raise AdaptError(f"--data {data}: label(s) {', '.join(map(repr, unknown))} unknown to the model "
