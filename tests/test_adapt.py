@@ -208,7 +208,7 @@ def _bad(base, tmp_path, name: str) -> list[str]:
 ])
 def test_bad_input_exits_2_and_writes_nothing(base, tmp_path, capsys, case, words):
     out = tmp_path / "o" / "x.msb"
-    rc, stdout, err = _adapt(capsys, *_bad(base, tmp_path, case), "--out", str(out), "--quiet", *QUICK)
+    rc, _, err = _adapt(capsys, *_bad(base, tmp_path, case), "--out", str(out), "--quiet", *QUICK)
     assert rc == 2, err
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
