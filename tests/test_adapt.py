@@ -251,3 +251,18 @@ def test_missing_default_weights_say_pass_from_run(tmp_path, capsys, base):
                         "--quiet")
     assert rc == 2 and "float weights are not installed" in err and "--from RUN" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_manifest_checks_the_provenance_fields(adapted):
+    from edge.model.format import BundleError
+    from edge.model.manifest import Manifest
+
+    m = _manifest(adapted["bundle"])
+    parsed = Manifest.from_dict(m)
+    assert parsed.adapted_from == m["adapted_from"] and parsed.to_dict()["adapted_on"] == m["adapted_on"]
+    plain = {k: v for k, v in m.items() if k not in ("adapted_from", "adapted_on")}
+    assert Manifest.from_dict(plain).adapted_from is None  # older bundles still parse
+    for field, value, words in (("adapted_from", {**m["adapted_from"], "sha256": "abc"}, "adapted_from.sha256"),
+                                ("adapted_on", {**m["adapted_on"], "counts": {"noise": -1}}, "adapted_on.counts")):
+        with pytest.raises(BundleError, match=words):
+            Manifest.from_dict({**m, field: value})
