@@ -134,7 +134,7 @@ def run_cases(cases: list[dict], nsamp: int, nch: int, repeat: int,
     for case in cases:
         frames, size = case["frames"], case["bytes"]
 
-        def rates(dt: float) -> dict:
+        def rates(dt: float, size: int = size, frames: int = frames) -> dict:
             return {
                 "mb_per_s": size / dt / 1e6,
                 "msamples_per_s": frames * nsamp * nch / dt / 1e6,

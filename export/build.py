@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -136,12 +137,11 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
         edge.model.format.BundleError: the finished bundle failed its own verification (nothing
             is written then).
     """
+    from edge.signal.preprocess import WindowSpec
     from export.bundle_writer import make_selftest, write_bundle
     from export.signing import load_private_key
     from trainer.data import load_dataset
     from trainer.run import RunError, load_run
-
-    from edge.signal.preprocess import WindowSpec
 
     opts = options or ExportOptions()
     if not opts.int8 and opts.fp32 is False:

@@ -22,9 +22,10 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -156,7 +157,7 @@ class Subscriber:
         self.client.on_message = self._on_message
 
     @classmethod
-    def of(cls, broker: "Broker", topic: str = "#", **kw: Any) -> "Subscriber":
+    def of(cls, broker: Broker, topic: str = "#", **kw: Any) -> Subscriber:
         return cls(broker.host, broker.port, topic, **kw)
 
     # paho callbacks
@@ -179,7 +180,7 @@ class Subscriber:
             self._cond.notify_all()
 
     # use
-    def start(self, timeout: float = 5.0) -> "Subscriber":
+    def start(self, timeout: float = 5.0) -> Subscriber:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         if not self.wait_subscribed(timeout):
@@ -200,7 +201,7 @@ class Subscriber:
         finally:
             self.client.loop_stop()
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -230,7 +231,7 @@ class Subscriber:
         got = self.on(topic)
         return got[-1] if got else None
 
-    def wait_for(self, predicate: Callable[["Subscriber"], bool], timeout: float = 5.0) -> bool:
+    def wait_for(self, predicate: Callable[[Subscriber], bool], timeout: float = 5.0) -> bool:
         """Wait until ``predicate(self)`` is true (checked on every message)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -287,7 +288,7 @@ class TcpGate:
         self._thread.start()
 
     @classmethod
-    def to(cls, broker: Broker, mode: str = "open") -> "TcpGate":
+    def to(cls, broker: Broker, mode: str = "open") -> TcpGate:
         return cls(broker.host, broker.port, mode)
 
     def set(self, mode: str, cut: bool = False) -> None:
@@ -310,7 +311,7 @@ class TcpGate:
         _close(self._lsock)
         self.cut()
 
-    def __enter__(self) -> "TcpGate":
+    def __enter__(self) -> TcpGate:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -324,7 +325,7 @@ class TcpGate:
         while not self._stop.is_set():
             try:
                 c, _ = self._lsock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from edge.station import config as C
 from edge.station.config import ConfigError, StationConfig, example_config, load_config
@@ -131,23 +131,29 @@ BAD = [
     ("[health]\ninterval_s = true\n", "config.toml: [health] interval_s: expected a number, got boolean true"),
     ("[source]\nkind = \"replay\"\nfiles = [\"a.mseed\", 3]\n",
      "config.toml: [source] files[1]: expected a string, got integer 3"),
-    ("[station]\nchannels = \"HHZ\"\n", "config.toml: [station] channels: expected an array of strings, got string \"HHZ\""),
+    ("[station]\nchannels = \"HHZ\"\n",
+     "config.toml: [station] channels: expected an array of strings, got string \"HHZ\""),
     ("[trigger]\nweights = { HHZ = \"x\" }\n",
      "config.toml: [trigger] weights.HHZ: expected a number, got string \"x\""),
-    ("[source]\nkind = \"usb\"\n", "config.toml: [source] kind: must be one of \"serial\", \"simulate\", \"replay\", got \"usb\""),
+    ("[source]\nkind = \"usb\"\n",
+     "config.toml: [source] kind: must be one of \"serial\", \"simulate\", \"replay\", got \"usb\""),
     ("[health]\ninterval_s = nan\n", "config.toml: [health] interval_s: must be a finite number, got nan"),
     # out of range
     ("[event]\npre_s = -1\n", "config.toml: [event] pre_s: must be >= 0, got -1"),
     ("[health]\ninterval_s = 0\n", "config.toml: [health] interval_s: must be > 0, got 0"),
-    ("[archive]\nmax_disk_fraction = 1.5\n", "config.toml: [archive] max_disk_fraction: must be within (0, 1], got 1.5"),
+    ("[archive]\nmax_disk_fraction = 1.5\n",
+     "config.toml: [archive] max_disk_fraction: must be within (0, 1], got 1.5"),
     ("[model]\nthreads = 0\n", "config.toml: [model] threads: must be within [1, 64], got 0"),
     ("[magnitude]\nsensitivity = -3\n", "config.toml: [magnitude] sensitivity: must be > 0, got -3"),
     ("[magnitude]\nvp_km_s = 3.0\n", "config.toml: [magnitude] vp_km_s: must be > vs_km_s = 3.5, got 3"),
-    ("[event]\npre_s = 30\npost_s = 40\n", "config.toml: [event] max_window_s: must be > pre_s + post_s = 70, got 60.0"),
-    ("[source]\nfaults = \"drop=0.5\"\n", "config.toml: [source] faults: only applies to kind = \"simulate\" or \"replay\""),
+    ("[event]\npre_s = 30\npost_s = 40\n",
+     "config.toml: [event] max_window_s: must be > pre_s + post_s = 70, got 60.0"),
+    ("[source]\nfaults = \"drop=0.5\"\n",
+     "config.toml: [source] faults: only applies to kind = \"simulate\" or \"replay\""),
     ("[source]\nkind = \"simulate\"\nfaults = \"drop=2\"\n",
      "config.toml: [source] faults: bad fault 'drop=2': a probability must be within 0..1"),
-    ("[source]\nkind = \"replay\"\n", "config.toml: [source] files: must list at least one waveform file when kind = \"replay\""),
+    ("[source]\nkind = \"replay\"\n",
+     "config.toml: [source] files: must list at least one waveform file when kind = \"replay\""),
     # station id and channel codes
     ("[station]\nid = \"XXS1\"\n",
      "config.toml: [station] id: must be NET.STA (a 1-2 character network code, a dot, a 1-5 character "
@@ -155,7 +161,8 @@ BAD = [
     ("[station]\nid = \"xx.s1\"\n",
      "config.toml: [station] id: must be NET.STA (a 1-2 character network code, a dot, a 1-5 character "
      "station code; capital letters and digits), e.g. \"XX.S1\", got \"xx.s1\""),
-    ("[station]\nlocation = \"000\"\n", "config.toml: [station] location: must be empty or 1-2 capital letters/digits, got \"000\""),
+    ("[station]\nlocation = \"000\"\n",
+     "config.toml: [station] location: must be empty or 1-2 capital letters/digits, got \"000\""),
     ("[station]\nchannels = [\"HHZ\", \"HHN\"]\n",
      "config.toml: [station] channels: must list 3 channel codes (vertical and two horizontals), got 2"),
     ("[station]\nchannels = [\"HHZ\", \"HHN\", \"HHX\"]\n",
@@ -167,7 +174,8 @@ BAD = [
     # TOML syntax, with the line
     ("[station]\nid = \n", "config.toml: line 2, column 6: invalid TOML: Invalid value"),
     ("[station\n", "config.toml: line 1, column 9: invalid TOML: Expected ']' at the end of a table declaration"),
-    ("[station]\nid = \"XX.S1\"\nid = \"XX.S2\"\n", "config.toml: line 3, column 13: invalid TOML: Cannot overwrite a value"),
+    ("[station]\nid = \"XX.S1\"\nid = \"XX.S2\"\n",
+     "config.toml: line 3, column 13: invalid TOML: Cannot overwrite a value"),
     # mqtt password
     ("[mqtt]\npassword = \"a\"\npassword_file = \"pw\"\n",
      "config.toml: [mqtt] password_file: set either password or password_file, not both"),

@@ -25,6 +25,7 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 
 from tests.broker import Broker, Subscriber, TcpGate, broker  # noqa: F401
+from tests.util import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 RJOB_START = UTCDateTime("2005-08-01T14:57:19.85")
@@ -106,6 +107,17 @@ def outbox_ids(state: Path) -> list[str]:
         db.close()
 
 
+def pending_ids(state: Path) -> list[str]:
+    """:func:`outbox_ids` of a running daemon's outbox: [] while it does not exist yet or is
+    busy being written."""
+    if not (state / "outbox.sqlite").exists():
+        return []
+    try:
+        return outbox_ids(state)
+    except sqlite3.OperationalError:
+        return []
+
+
 def test_replay_publishes_new_and_end_per_event(broker, scenario, tmp_path, spec_dir):
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((spec_dir / "schemas" / "event.schema.json").read_text())
@@ -167,10 +179,12 @@ def test_broker_restart_mid_run_delivers_every_end_once_in_order(broker, scenari
         proc = start_daemon(cfg)
         try:
             assert sub.wait_for(lambda s: any(m["type"] == "end" for m in events(s)), 60)
+            first = next(m["id"] for m in events(sub) if m["type"] == "end")
             subscribed = sub.subscriptions
             broker.stop()
             gate.set("refuse")
-            time.sleep(3.0)  # the second event ends while the broker is away
+            # the second event ends while the broker is away: its end waits in the outbox
+            assert wait_for(lambda: set(pending_ids(state)) - {first}, 60)
             broker.start()
             assert sub.wait_subscribed(5, more_than=subscribed)
             gate.set("open")
@@ -193,11 +207,7 @@ def test_kill_9_with_messages_in_the_outbox_then_restart_delivers(broker, scenar
         # 10x real time: the replay lasts 18 s; events end at about 4, 10 and 16 s
         cfg = write_config(tmp_path / "c.toml", state, [scenario], gate.port, speed=10.0)
         proc = start_daemon(cfg)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (state / "outbox.sqlite").exists() and len(outbox_ids(state)) >= 2:
-                break
-            time.sleep(0.1)
+        assert wait_for(lambda: proc.poll() is not None or len(pending_ids(state)) >= 2, 60)
         assert proc.poll() is None, "the daemon ended before the kill"
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
@@ -228,6 +238,32 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, scenario):
     assert rc == 2 and "hots" in err and "host" in err
     rc, _, err = finish(start_daemon(tmp_path / "missing.toml"))
     assert rc == 2 and "missing.toml" in err
+
+
+def test_check_writes_nothing(tmp_path, scenario):
+    """``run --check`` validates the configuration and the shipped model and exits 0, creating
+    none of the state folder, the outbox's folder or the archive, and opening no connection."""
+    root = tmp_path / "not-yet"
+    cfg = write_config(tmp_path / "c.toml", root / "state", [scenario], 1, extra=f"""
+outbox = "{root / 'spool' / 'outbox.sqlite'}"
+
+[archive]
+enabled = true
+path = "{root / 'archive'}"
+""")
+    before = sorted(tmp_path.rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(cfg), "--check"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"configuration {cfg}: ok" in r.stdout
+    assert not root.exists()
+    assert sorted(tmp_path.rglob("*")) == before
+    # the same check still fails, naming the key, where the station could not create a folder
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    bad = write_config(tmp_path / "bad.toml", tmp_path / "blocker" / "state", [scenario], 1)
+    r = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(bad), "--check"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "state.dir" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_offline_station_keeps_messages(tmp_path, scenario):
@@ -341,7 +377,7 @@ def test_silent_digitizer_still_feeds_the_watchdog(tmp_path):
         while time.monotonic() < deadline:
             try:
                 got.append((time.monotonic(), sock.recv(4096).decode()))
-            except socket.timeout:
+            except TimeoutError:
                 pass
             pings = [t for t, m in got if "WATCHDOG=1" in m]
             if len(pings) >= 6:
@@ -351,7 +387,7 @@ def test_silent_digitizer_still_feeds_the_watchdog(tmp_path):
         while True:  # what it said while stopping is queued on the socket
             try:
                 got.append((time.monotonic(), sock.recv(4096).decode()))
-            except socket.timeout:
+            except TimeoutError:
                 break
     finally:
         if proc.poll() is None:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
-from edge.station.event_magnitude import event_ml, pick_p_s
 from edge.signal.magnitude import hypocentral_distance_km
+from edge.station.event_magnitude import event_ml, pick_p_s
 
 RJOB_START = UTCDateTime("2005-08-01T14:57:19.85")
 P_S, S_S = 30.635, 31.17  # ObsPy's picks on the whole recording (shared/notes/real-data.md)

@@ -87,8 +87,8 @@ def test_int8_agrees_with_fp32_on_the_same_windows(tiny_bundle, tmp_path, capsys
                                                                ("model.fp32.onnx", False)]
     vb = verify_bundle(out, trusted_keys=[tiny_bundle["pub"]])
     from edge.model.inference import OnnxRunner, WindowPredictor
-    from trainer.data import load_dataset
     from edge.signal.preprocess import WindowSpec
+    from trainer.data import load_dataset
 
     arrays, _ = load_dataset(tiny_bundle["ds"], WindowSpec(), tuple(m["classes"]), progress=False,
                              use_cache=False)

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,17 @@ from edge.comms.messages import dumps  # noqa: E402
 from edge.comms.mqtt_link import MqttLink  # noqa: E402
 from edge.comms.mqtt_settings import MqttConfig  # noqa: E402
 from edge.comms.outbox import Outbox  # noqa: E402
-from tests.broker import (Broker, Subscriber, TcpGate, broker, find_mosquitto, free_port,  # noqa: E402,F401
-                          make_password_file, make_test_pki)
+from tests.broker import (  # noqa: E402,F401
+    Broker,
+    Subscriber,
+    TcpGate,
+    broker,
+    find_mosquitto,
+    free_port,
+    make_password_file,
+    make_test_pki,
+)
+from tests.util import holds_for, wait_for  # noqa: E402
 
 SHA = "0" * 64
 
@@ -151,8 +161,8 @@ def test_online_retained_health_model_and_stopped(broker: Broker, sub: Subscribe
         assert all(m.retain for m in late.messages)
         assert late.last("microseis/XX.A1/health").json()["outbox_depth"] == 0
         assert late.last("microseis/XX.A1/model").json()["version"] == "2"
-    time.sleep(0.2)
-    assert sub.texts(avail) == ["online", "stopped"]  # a clean stop: no Last Will
+    # a clean stop: no Last Will after "stopped"
+    assert holds_for(lambda: sub.texts(avail) == ["online", "stopped"], 0.2), sub.texts(avail)
 
 
 CHILD = r"""
@@ -214,7 +224,6 @@ def test_online_and_model_again_after_broker_restart(broker: Broker, outbox: Out
     link.publish_model({"name": "m", "version": "3", "sha256": SHA})
     link.publish_health({"uptime_s": 1.0})
     assert link.flush(5)
-    time.sleep(0.1)
     broker.restart()  # no persistence: every retained message is gone
     with Subscriber.of(broker, "microseis/XX.R1/#") as s:
         assert s.wait_text("microseis/XX.R1/availability", "online", timeout=5)
@@ -245,8 +254,8 @@ def test_ends_in_order_exactly_once_across_a_broker_restart(broker: Broker, sub:
         broker.stop()
         for m in msgs[10:20]:
             link.publish_event_end(m)
-        time.sleep(0.3)  # reconnect attempts fail meanwhile
-        assert not link.connected
+        # reconnect attempts fail meanwhile
+        assert wait_for(lambda: not link.connected and link.stats()["connect_failures"] >= 1, 5)
         assert outbox.depth() == 10 and link.acked == 10  # nothing removed without a PUBACK
         assert [it.msg_id for it in outbox.pending()] == [m["id"] for m in msgs[10:20]]
 
@@ -259,7 +268,7 @@ def test_ends_in_order_exactly_once_across_a_broker_restart(broker: Broker, sub:
             link.publish_event_end(m)
         assert link.flush(10), link.stats()
         assert sub.wait_count(events, 30, timeout=5)
-    time.sleep(0.2)
+    assert holds_for(lambda: len(sub.on(events)) == 30, 0.2)  # and no duplicate after them
     got = sub.on(events)
     assert [m.json()["id"] for m in got] == [m["id"] for m in msgs]  # in order, each once
     assert [m.payload for m in got] == [dumps(m).encode() for m in msgs]  # byte for byte
@@ -280,9 +289,9 @@ def test_outbox_empties_only_on_puback(broker: Broker, sub: Subscriber, outbox: 
         gate.set("no_acks")  # the broker gets the message, its PUBACK never comes back
         link.publish_event_end(end_msg("XX.P1", 1))
         assert sub.wait_count(events, 1)
-        time.sleep(0.3)
+        assert wait_for(lambda: link.in_flight == 1, 5)
+        assert not link.flush(0.3)  # no PUBACK comes: nothing leaves the outbox
         assert outbox.depth() == 1 and link.acked == 0 and link.in_flight == 1
-        assert not link.flush(0.2)
         gate.set("open", cut=True)  # the connection drops; the next one re-sends it
         assert link.flush(5), link.stats()
         assert sub.wait_count(events, 2)
@@ -307,7 +316,7 @@ def test_killed_process_leaves_messages_the_next_link_delivers(broker: Broker, s
         assert link.flush(5), link.stats()
         events = "microseis/XX.D1/events"
         assert sub.wait_count(events, 6)
-        time.sleep(0.1)
+        assert holds_for(lambda: len(sub.on(events)) == 6, 0.1)  # and no duplicate after them
         assert ids(sub, events) == [f"XX.D1-{i:06d}" for i in range(6)]
         assert ob.depth() == 0
     finally:
@@ -330,8 +339,7 @@ def test_unreachable_broker_neither_blocks_nor_loses(broker: Broker, sub: Subscr
         assert not link.flush(0.2)
         # a broker that refuses connections
         gate.set("refuse", cut=True)
-        time.sleep(0.3)
-        assert not link.connected and link.stats()["connect_failures"] >= 1
+        assert wait_for(lambda: not link.connected and link.stats()["connect_failures"] >= 1, 5)
         assert outbox.depth() == 5
         t0 = time.monotonic()
         link.stop(timeout_s=3)
@@ -377,9 +385,7 @@ def test_commands_responses_and_model_push(broker: Broker, sub: Subscriber, outb
     assert link.wait_connected(5)
     sub.publish(f"{base}/cmd/health", json.dumps({"transaction": "t-1"}))
     sub.publish(f"{base}/model/push", b"\x00bundle\xff")
-    deadline = time.monotonic() + 5
-    while (not got or not pushed) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert wait_for(lambda: got and pushed, 5)
     assert got == [("health", b'{"transaction": "t-1"}')]
     assert pushed == [b"\x00bundle\xff"]
     assert link.respond("health", "t-1", "ok", data={"uptime_s": 3.0})
@@ -416,11 +422,11 @@ def test_mutual_tls_and_password(tmp_path: Path, outbox: Outbox, links: Callable
         # a wrong password: refused, the message stays in the outbox
         bad = links(b.port, outbox, "XX.T1", username="s1", password="wrong", **tls)
         bad.publish_event_end(end_msg("XX.T1", 2))
-        time.sleep(0.5)
-        assert not bad.connected and "refused" in (bad.last_error or ""), bad.last_error
+        assert wait_for(lambda: "refused" in (bad.last_error or ""), 5), bad.last_error
+        assert not bad.connected
         assert outbox.depth() == 1
         # without a client certificate the TLS handshake fails
         nocert = links(b.port, outbox, "XX.T1", username="s1", password="hunter2", host="localhost",
                        tls_ca=pki["ca"])
-        time.sleep(0.5)
-        assert not nocert.connected and nocert.stats()["connect_failures"] >= 1
+        assert wait_for(lambda: nocert.stats()["connect_failures"] >= 1, 5), nocert.last_error
+        assert not nocert.connected

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime, read
-from obspy.signal.trigger import (classic_sta_lta, coincidence_trigger, recursive_sta_lta,
-                                  trigger_onset)
+from obspy.signal.trigger import classic_sta_lta, coincidence_trigger, recursive_sta_lta, trigger_onset
 
 from edge.trigger import bandpass, stalta
 from edge.trigger.stream import (StaLtaStream, StreamingTrigger, Transition, TriggerConfig,

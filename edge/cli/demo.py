@@ -88,8 +88,8 @@ class _Printer:
 
 
 def _config(state: Path, host: str, port: int, speed: float, faults: str):
-    from edge.station.config import StationConfig
     from edge.demo import scenario_path, stations_path
+    from edge.station.config import StationConfig
 
     return StationConfig.from_dict({
         "station": {"id": STATION, "channels": ["HHZ", "HHN", "HHE"], "sampling_rate": 250.0},
@@ -142,6 +142,30 @@ def summary(expected: list[dict[str, Any]], ends: list[dict[str, Any]], tol_s: f
     return rows
 
 
+def alert_summary(ends: list[dict[str, Any]]) -> dict[str, Any]:
+    """The keys ``docs/spec/cli.md`` promises in ``demo --json``: ``events`` (``id``, ``class``,
+    ``latency_ms`` of every ``end``), ``by_class`` (ends per class) and the median and 99th
+    percentile of the latency (ms; None without ends)."""
+    events = [{"id": m.get("id"), "class": m.get("class"), "latency_ms": m.get("latency_ms")}
+              for m in ends]
+    by_class: dict[str, int] = {}
+    for e in events:
+        by_class[str(e["class"])] = by_class.get(str(e["class"]), 0) + 1
+    lat = sorted(float(e["latency_ms"]) for e in events if isinstance(e["latency_ms"], (int, float)))
+    return {"events": events, "by_class": by_class,
+            "latency_ms_p50": _percentile(lat, 50), "latency_ms_p99": _percentile(lat, 99)}
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of sorted ``values``, linearly interpolated (numpy's default)."""
+    if not values:
+        return None
+    k = (len(values) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 1)
+
+
 def format_summary(rows: list[dict[str, Any]]) -> str:
     def num(v, f=".2f"):
         return "-" if v is None else format(v, f)
@@ -161,8 +185,8 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from edge.station.daemon import Daemon, DaemonError
     from edge.demo import load_scenario
+    from edge.station.daemon import Daemon, DaemonError
 
     if args.speed <= 0:
         raise CommandError(f"--speed must be > 0, got {args.speed}")
@@ -211,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
         rows = summary(meta["events"], printer.ends)
         found = sum(1 for r in rows if r["expected"] and r.get("found"))
         correct = sum(1 for r in rows if r["expected"] and r.get("got") == r["expected"])
-        res = {"scripted": len(meta["events"]), "found": found, "correct_class": correct,
+        res = {**alert_summary(printer.ends),
+               "scripted": len(meta["events"]), "found": found, "correct_class": correct,
                "ends": len(printer.ends), "news": len(printer.news), "wall_s": round(wall, 1),
                "outbox_depth": daemon.outbox_depth_at_exit, "rows": rows}
         if args.json:

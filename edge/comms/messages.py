@@ -1,8 +1,8 @@
-"""Payloads of the MQTT interface (shared/spec/mqtt.md) as dataclasses.
+"""Payloads of the MQTT interface (docs/spec/mqtt.md) as dataclasses.
 
 Each message has ``to_dict()`` (the JSON object, keys as the spec names them) and
 ``to_json()`` (compact UTF-8 text). Event messages validate against
-``shared/spec/schemas/event.schema.json`` (``"schema": "microseis/event/1"``).
+``docs/spec/schemas/event.schema.json`` (``"schema": "microseis/event/1"``).
 
 Times are ISO 8601 UTC strings with microseconds and a ``Z``: :func:`iso_utc`. Event ids are
 stable: :func:`event_id` depends only on the station and the trigger-on time, so an event
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "SCHEMA", "iso_utc", "event_id", "EventNew", "EventEnd", "Magnitude", "ModelRef",
@@ -99,7 +100,7 @@ class EventNew(_Message):
     cft_peak: float
 
     @classmethod
-    def create(cls, station: str, trigger_on: Any, cft_peak: float) -> "EventNew":
+    def create(cls, station: str, trigger_on: Any, cft_peak: float) -> EventNew:
         """Build from a time (UTCDateTime or POSIX seconds); the id follows from it."""
         return cls(event_id(station, trigger_on), station, iso_utc(trigger_on), float(cft_peak))
 
@@ -133,7 +134,7 @@ class Magnitude:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Magnitude":
+    def from_dict(cls, d: Mapping[str, Any]) -> Magnitude:
         known = ("ml", "model", "reason", "distance_km")
         return cls(d.get("ml"), d.get("model"), d.get("reason"), d.get("distance_km"),
                    {k: v for k, v in d.items() if k not in known})
@@ -151,7 +152,7 @@ class ModelRef:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelRef":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelRef:
         return cls(str(d["name"]), str(d["version"]), str(d["sha256"]))
 
 
@@ -219,7 +220,7 @@ class EventEnd(_Message):
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EventEnd":
+    def from_dict(cls, d: Mapping[str, Any]) -> EventEnd:
         """Parse a received ``end`` object (unknown keys go to ``extra``)."""
         known = {"schema", "type", "id", "station", "trigger_on", "trigger_off", "duration_s",
                  "cft_peak", "class", "probabilities", "uncertainty", "magnitude", "model",

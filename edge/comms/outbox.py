@@ -184,7 +184,7 @@ class Outbox:
     def closed(self) -> bool:
         return self._db is None
 
-    def __enter__(self) -> "Outbox":
+    def __enter__(self) -> Outbox:
         return self
 
     def __exit__(self, *exc: object) -> None:

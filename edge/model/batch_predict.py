@@ -3,7 +3,7 @@
 
 Inputs (:func:`expand_inputs`):
 
-* a **dataset folder** (holds ``labels.csv``, ``shared/spec/dataset.md``): one row per
+* a **dataset folder** (holds ``labels.csv``, ``docs/spec/dataset.md``): one row per
   ``labels.csv`` row, in file order; the label's ``trigger_time`` is used
   (``trigger_source = "label"``) and picked with :func:`edge.signal.picking.pick_trigger` when
   empty (``"picked"``); the folder's ``stations.xml`` calibrates to m/s unless
@@ -32,14 +32,16 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import TextIO
 
 import numpy as np
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
+from edge.model.inference import EventClassifier
 from edge.signal.dataset import (
     LABELS_FILE,
     DatasetError,
@@ -50,9 +52,8 @@ from edge.signal.dataset import (
     read_stations,
     sensitivity_for,
 )
-from edge.model.inference import EventClassifier
-from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
 from edge.signal.picking import TriggerPick, pick_trigger
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
 
 __all__ = [
     "BatchOptions",

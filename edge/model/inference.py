@@ -19,9 +19,10 @@ No torch here.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -215,7 +216,7 @@ class EventClassifier:
     # ----------------------------------------------------------------------- loading
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, trusted_keys: Iterable[Any] | None = None,
-             station: StationCompat | None = None, **kw: Any) -> "EventClassifier":
+             station: StationCompat | None = None, **kw: Any) -> EventClassifier:
         """Verify the bundle at ``path`` (default: the shipped ``edge/models/default.msb``)
         against ``trusted_keys`` (default: the shipped ``edge/keys/*.pub``) and the
         station's channels/rate, then load it. Raises :class:`~edge.model.format.BundleError`."""

@@ -28,7 +28,8 @@ time. Only numpy, scipy and obspy: this module runs on the station.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
@@ -169,7 +170,7 @@ class WindowSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "WindowSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> WindowSpec:
         """Inverse of :meth:`to_dict`. Unknown keys raise ``ValueError`` (a manifest from a
         newer contract must not be read silently as an older one); missing keys take the
         defaults."""

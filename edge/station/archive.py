@@ -28,8 +28,9 @@ import re
 import shutil
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
@@ -207,7 +208,7 @@ class SdsArchive:
         """Flush; the archive stays usable (a later write buffers again)."""
         self.flush()
 
-    def __enter__(self) -> "SdsArchive":
+    def __enter__(self) -> SdsArchive:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,9 +17,10 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from obspy import Stream, Trace, UTCDateTime, read_inventory
 
@@ -103,10 +104,15 @@ class Daemon:
         source: optional iterator of chunks/notes replacing the configured source (tests,
             ``microseis demo``).
         on_end: called with every ``end`` message (``demo`` prints them).
+        check_only: validate and write nothing (``microseis run --check``): the model bundle,
+            the StationXML and the trigger settings are loaded, the folders the station would
+            create are only checked for being creatable; no state folder, archive, outbox or
+            MQTT link is opened. Such a daemon cannot :meth:`run`.
     """
 
     def __init__(self, config, source: Iterator[Chunk | LinkNote] | None = None,
-                 on_end: Callable[[dict], None] | None = None, install_signals: bool = True) -> None:
+                 on_end: Callable[[dict], None] | None = None, install_signals: bool = True,
+                 check_only: bool = False) -> None:
         self.config = config
         self.stop_event = threading.Event()
         self.counters = LinkCounters()
@@ -123,7 +129,12 @@ class Daemon:
         self.last_model_result: dict[str, Any] = {"status": "ok", "message": "started"}
         #: messages still in the outbox when :meth:`run` returned (None before)
         self.outbox_depth_at_exit: int | None = None
-        self._setup()
+        self.check_only = check_only
+        self._prepare()
+        if check_only:
+            self._check_writable()
+        else:
+            self._open()
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
@@ -151,9 +162,9 @@ class Daemon:
         except BundleError as exc:
             raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
 
-    def _setup(self) -> None:
+    def _prepare(self) -> None:
+        """Everything that reads and validates but writes nothing: model, StationXML, trigger."""
         cfg = self.config
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.classifier = self._load_classifier()
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
@@ -164,10 +175,43 @@ class Daemon:
                 inventory = read_inventory(cfg.magnitude.stationxml)
             except Exception as exc:  # noqa: BLE001
                 raise DaemonError(f"[magnitude] stationxml {cfg.magnitude.stationxml}: {exc}") from None
-        settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
-                                 max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
-                                 sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                 vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+        self._settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
+                                       max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
+                                       sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
+                                       vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+        self._trigger = StreamingTrigger(cfg.trigger)
+
+    def _state_paths(self) -> list[tuple[str, Path]]:
+        """(config key, path) of every file or folder the station creates when it starts."""
+        cfg = self.config
+        paths = [("state.dir", self.state_dir),
+                 ("state.outbox", Path(cfg.state.outbox or self.state_dir / "outbox.sqlite"))]
+        if cfg.archive.enabled:
+            paths.append(("archive.path", Path(cfg.archive.path or self.state_dir / "archive")))
+        return paths
+
+    def _check_writable(self) -> None:
+        """Raise :class:`DaemonError` when a path of :meth:`_state_paths` could not be created
+        or written; looks only (the nearest existing folder above a missing path)."""
+        for key, path in self._state_paths():
+            is_file = key == "state.outbox"
+            if path.exists():
+                if path.is_dir() == is_file:
+                    raise DaemonError(f"{key} {path}: exists and is {'a' if is_file else 'not a'} folder")
+                target = path.parent if is_file else path
+            else:
+                target = path.parent
+                while not target.exists() and target != target.parent:
+                    target = target.parent
+                if not target.is_dir():
+                    raise DaemonError(f"{key} {path}: cannot be created ({target} is not a folder)")
+            if not os.access(target, os.W_OK | os.X_OK):
+                raise DaemonError(f"{key} {path}: cannot be written ({target} is not writable)")
+
+    def _open(self) -> None:
+        """Create the state folder, the archive, the outbox, the MQTT link and the pipeline."""
+        cfg = self.config
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.archive = None
         if cfg.archive.enabled:
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
@@ -181,8 +225,9 @@ class Daemon:
         else:
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        self.pipeline = EventPipeline(self.station, StreamingTrigger(cfg.trigger), self.classifier,
-                                      publisher, settings, archive=_ArchiveFeed(self.archive) if self.archive else None)
+        feed = _ArchiveFeed(self.archive) if self.archive else None
+        self.pipeline = EventPipeline(self.station, self._trigger, self.classifier,
+                                      publisher, self._settings, archive=feed)
         if self.link is not None:
             self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
             self.link.on_model_push = lambda data: self.commands.put(("push", data))
@@ -238,6 +283,8 @@ class Daemon:
 
     def run(self) -> int:
         """The main loop; returns the exit status (0 after a clean stop)."""
+        if self.check_only:
+            raise DaemonError("a daemon made with check_only=True cannot run")
         if self._install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())

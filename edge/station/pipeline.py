@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.station.event_magnitude import event_ml
-from edge.model.inference import EventClassifier
 from edge.comms.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
+from edge.model.inference import EventClassifier
 from edge.signal.preprocess import PreprocessError, preprocess_stream
-from edge.station.ring_buffer import RingBuffers
+from edge.station.event_magnitude import event_ml
 from edge.station.input import Chunk
+from edge.station.ring_buffer import RingBuffers
 
 __all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline"]
 

@@ -1,4 +1,4 @@
-"""``microseis evaluate``: score a training run (or, later, a model bundle) on a labeled dataset
+"""``microseis evaluate``: score a training run or a signed model bundle on a labeled dataset
 folder; writes ``metrics.json``, ``predictions.csv`` and figures (docs/evaluation.md).
 
 Light module: torch, matplotlib and the dataset code are imported only when the command runs.
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                            "line) and skipped.",
     )
     p.add_argument("--model", required=True, metavar="BUNDLE_OR_RUN",
-                   help="training run directory (holding model.pt); model bundles: not yet")
+                   help="training run directory (holding model.pt, or that file) or a signed "
+                        "model bundle (*.msb, run by the station's inference code)")
     p.add_argument("--data", required=True, metavar="DIR", help="labeled dataset folder (labels.csv)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--mc-passes", type=int, default=20, metavar="N",

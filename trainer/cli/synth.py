@@ -1,4 +1,4 @@
-"""``microseis synth``: write a synthetic labeled dataset folder (shared/spec/dataset.md).
+"""``microseis synth``: write a synthetic labeled dataset folder (docs/spec/dataset.md).
 
 Fractures, rockfalls, local earthquakes (amplitudes consistent with ML) and noise transients
 on a 3-component 4.5 Hz geophone + 24-bit digitizer; see docs/synthetic.md. Light module:

@@ -1,6 +1,6 @@
 """Physically grounded synthetic benchmark: 3-component geophone records of fractures,
 rockfalls, local earthquakes (ML-consistent amplitudes) and noise transients, written as a
-dataset folder (``shared/spec/dataset.md``). See ``docs/synthetic.md``.
+dataset folder (``docs/spec/dataset.md``). See ``docs/synthetic.md``.
 
 Only numpy, scipy and obspy are needed (no torch). Entry point: :func:`generate_dataset`.
 """

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "BALANCES",
@@ -146,7 +147,7 @@ class SynthConfig:
     def class_counts(self) -> dict[str, int]:
         return class_counts(self.n_events, self.class_weights())
 
-    def validate(self) -> "SynthConfig":
+    def validate(self) -> SynthConfig:
         """Raise ``ValueError`` with a readable message for an impossible configuration."""
         if int(self.n_events) != self.n_events or self.n_events < 1:
             raise ValueError(f"n_events must be an integer >= 1, got {self.n_events!r}")
@@ -202,7 +203,7 @@ class SynthConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SynthConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> SynthConfig:
         names = {f.name for f in fields(cls)}
         kw = {}
         for k, v in d.items():

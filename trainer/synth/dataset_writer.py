@@ -1,4 +1,4 @@
-"""Writes the dataset folder of ``shared/spec/dataset.md``.
+"""Writes the dataset folder of ``docs/spec/dataset.md``.
 
 ::
 
@@ -20,8 +20,9 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = [
     "DatasetExistsError",

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,8 @@ def _place(sig: np.ndarray, n_pre: int, n_total: int) -> np.ndarray:
     return out
 
 
-def _earthquake(rng: np.random.Generator, cfg: SynthConfig, sens: float) -> tuple[Source, float, float, float, tuple[int, int], dict]:
+def _earthquake(rng: np.random.Generator, cfg: SynthConfig,
+                sens: float) -> tuple[Source, float, float, float, tuple[int, int], dict]:
     from edge.signal.magnitude import local_magnitude
 
     fs = cfg.sampling_rate

@@ -127,7 +127,7 @@ def fracture(rng: np.random.Generator, fs: float, freq_range: tuple[float, float
 
 
 def rockfall(rng: np.random.Generator, fs: float, duration_range: tuple[float, float],
-             band_hz: tuple[float, float]) -> Source:
+             band_hz: tuple[float, float], n_impacts: int | None = None) -> Source:
     """Class II: a rockfall / block fall, emergent and long.
 
     Spindle-shaped envelope: sine-squared rise to the peak at 10-40 % of the duration ``D``
@@ -139,6 +139,11 @@ def rockfall(rng: np.random.Generator, fs: float, duration_range: tuple[float, f
     rolling/sliding component (band-limited Gaussian noise x envelope, 30-100 % of the impact
     rms) is added, and the sum is band-passed to 10-60 Hz (4-pole Butterworth, zero phase,
     then zeroed before the onset).
+
+    ``n_impacts`` (the site generator's block falls): exactly that many impacts instead of the
+    Poisson train, their times drawn from the envelope as a probability density (the bounces
+    of a few blocks); ``impact_rate_max`` is then None. The default (None) leaves the draws of
+    the Poisson model unchanged.
     """
     from scipy.signal import butter, sosfiltfilt
 
@@ -152,11 +157,16 @@ def rockfall(rng: np.random.Generator, fs: float, duration_range: tuple[float, f
                    np.exp(-np.log(10.0) * (np.clip(t - rise, 0.0, None) / (D - rise)) ** 1.5))
     tail = t > D
     env[tail] *= 0.5 + 0.5 * np.cos(np.pi * np.clip((t[tail] - D) / 2.0, 0, 1))
-    lam = float(rng.uniform(5.0, 25.0))
-    n_cand = int(rng.poisson(lam * total))
-    cand = np.sort(rng.uniform(0.0, total, n_cand))
-    keep = rng.random(n_cand) < np.interp(cand, t, env)
-    times = cand[keep]
+    if n_impacts is None:
+        lam: float | None = float(rng.uniform(5.0, 25.0))
+        n_cand = int(rng.poisson(lam * total))
+        cand = np.sort(rng.uniform(0.0, total, n_cand))
+        keep = rng.random(n_cand) < np.interp(cand, t, env)
+        times = cand[keep]
+    else:
+        lam = None
+        cdf = np.cumsum(env)
+        times = np.sort(np.interp(rng.random(int(n_impacts)), cdf / cdf[-1], t))
     sig = np.zeros((3, n))
     wl = int(0.35 * fs)
     for ti in times:
@@ -184,5 +194,5 @@ def rockfall(rng: np.random.Generator, fs: float, duration_range: tuple[float, f
     sig[:, :nr] *= np.linspace(0.0, 1.0, nr)
     return Source(sig, subtype="rockfall", meta={
         "duration_s": round(D, 3), "rise_s": round(rise, 3), "impacts": int(times.size),
-        "impact_rate_max": round(lam, 3), "continuous_rel": round(cont_rel, 3),
+        "impact_rate_max": None if lam is None else round(lam, 3), "continuous_rel": round(cont_rel, 3),
     })
