@@ -18,6 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from conftest import microseis_cli  # noqa: E402
+
 from edge.cli import main  # noqa: E402
 from edge.model.verify import verify_bundle  # noqa: E402
 from trainer.adapt import grow_class_head  # noqa: E402
@@ -101,8 +102,8 @@ def test_adapt_from_run_json_report_and_provenance(base, adapted):
     vb = verify_bundle(adapted["bundle"], trusted_keys=[base["pub"]])
     assert vb.selftest["status"] == "passed"
     m = _manifest(adapted["bundle"])
-    assert m["adapted_from"] == {"name": "RUN", "version": json.loads((base["run"] / "run.json").read_text())["created"],
-                                 "sha256": _sha(base["run"] / "model.pt")}
+    created = json.loads((base["run"] / "run.json").read_text())["created"]
+    assert m["adapted_from"] == {"name": "RUN", "version": created, "sha256": _sha(base["run"] / "model.pt")}
     assert m["adapted_on"]["labels_sha256"] == _sha(base["site"] / "labels.csv")
     assert m["adapted_on"]["counts"] == {"fracture": 15, "rockfall": 15, "earthquake": 15, "noise": 15}
     assert m["parity"]["events"] == 16  # parity on the held-out part

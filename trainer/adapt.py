@@ -8,7 +8,7 @@ One call does:
 
 1. the starting model: the shipped bundle's float weights (package data,
    :mod:`trainer.float_weights`), a given bundle's float weights, or a training run directory;
-2. the site's labeled folder (``shared/spec/dataset.md``) loaded with the model's window, a
+2. the site's labeled folder (``docs/spec/dataset.md``) loaded with the model's window, a
    held-out part split off per class (seeded, :func:`trainer.balance.stratified_split`);
    labels the model does not know are refused unless ``new_classes`` (then the class head
    grows: the old rows are kept, new rows start fresh, everything else is kept);
@@ -36,9 +36,10 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +104,7 @@ class AdaptConfig:
     #: timed forward passes per format in the parity report
     latency_repeats: int = 50
 
-    def validate(self) -> "AdaptConfig":
+    def validate(self) -> AdaptConfig:
         if not 0 < self.held_out <= 0.5:
             raise AdaptError(f"--held-out must be in (0, 0.5], got {self.held_out}")
         if self.epochs < 1 or self.batch_size < 2 or self.patience < 0 or self.mc_passes < 1:

@@ -10,8 +10,9 @@ new bundle through the station's classifier. Both use the same MC-dropout passes
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
