@@ -12,6 +12,7 @@ they do not declare.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,7 @@ Dtype = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int6
 SafeId = Annotated[str, Meta(pattern=_SAFE_ID)]
 FileName = Annotated[str, Meta(pattern=SAFE_NAME.pattern)]
 Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="64 lower-case hex digits")]
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 Dim = Annotated[int, Meta(gt=0)] | Annotated[str, Meta(min_length=1)]
 
 
@@ -165,10 +167,13 @@ class Manifest(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     selftest: SelfTestSpec
     signer: Annotated[str, Meta(pattern=KEY_ID_PATTERN.pattern, description="a key id")]
     software: str = ""
-    extra: dict[str, Any] = {}
     #: optional: class -> [low, high] Hz, the band each event class carries its energy in; the
     #: station's default trigger bands (:func:`edge.trigger.bands.station_bands`)
     class_bands: dict[str, tuple[Annotated[float, Meta(gt=0)], Annotated[float, Meta(gt=0)]]] = {}
+    #: ``microseis adapt`` provenance (None in other bundles): {name, version, sha256} of the
+    #: bundle it was adapted from, and {counts per class, labels_sha256} of the site data
+    adapted_from: dict[str, Any] | None = None
+    adapted_on: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
@@ -195,8 +200,10 @@ class Manifest(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
     def to_dict(self) -> dict[str, Any]:
         d = _plain(self)
-        if not d.get("class_bands"):  # optional: a bundle without it keeps its manifest as it was
-            d.pop("class_bands", None)
+        # optional fields: a bundle without them keeps its manifest as it was
+        for key in ("class_bands", "adapted_from", "adapted_on"):
+            if not d.get(key):
+                d.pop(key, None)
         return d
 
     @classmethod
@@ -250,6 +257,7 @@ def _relations(m: Manifest) -> list[tuple[Any, str] | None]:
         if not (mb["max"] > mb["min"] and abs((mb["max"] - mb["min"]) / mb["width"] - mb["n"]) < 1e-6) else None,
     ]
     out += [(what, f"has duplicate names {ns}") for what, ns in names.items() if len(set(ns)) != len(ns)]
+    out += _provenance(m)
     for c, (lo, hi) in m.class_bands.items():
         if c not in m.classes:
             out.append((("class_bands", c), f"{c!r} is not one of the classes {', '.join(m.classes)}"))
@@ -307,6 +315,27 @@ def _relations(m: Manifest) -> list[tuple[Any, str] | None]:
         (("selftest", "class_output"), f"{st.class_output!r} is not a graph output")
         if st.class_output is not None and st.class_output not in outputs else None,
     ]
+    return out
+
+
+def _provenance(m: Manifest) -> list[tuple[Any, str] | None]:
+    """The optional ``adapted_from`` / ``adapted_on`` fields of an adapted bundle."""
+    out: list[tuple[Any, str] | None] = []
+    a = m.adapted_from
+    if a is not None:
+        out += [(("adapted_from", k), "must be a non-empty string") for k in ("name", "version", "sha256")
+                if not isinstance(a.get(k), str) or not a.get(k)]
+        if isinstance(a.get("sha256"), str) and a["sha256"] and not _HEX64.match(a["sha256"]):
+            out.append((("adapted_from", "sha256"), f"must be 64 lower-case hex digits, got {a['sha256']!r}"))
+    o = m.adapted_on
+    if o is not None:
+        counts = o.get("counts")
+        if not isinstance(counts, dict) or not all(isinstance(k, str) and isinstance(v, int)
+                                                    and not isinstance(v, bool) and v >= 0
+                                                    for k, v in counts.items()):
+            out.append((("adapted_on", "counts"), "must map class names to event counts"))
+        if not isinstance(o.get("labels_sha256"), str) or not _HEX64.match(o["labels_sha256"]):
+            out.append((("adapted_on", "labels_sha256"), "must be 64 lower-case hex digits"))
     return out
 
 
