@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.model.format import (
     BUNDLE_FORMAT,
-    BundleError,
     MANIFEST_NAME,
     SELFTEST_NAME,
     SIGNATURE_NAME,
+    BundleError,
 )
 from edge.model.keys import key_id
 from edge.model.manifest import Manifest

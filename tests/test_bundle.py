@@ -20,6 +20,9 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+import edge.model.format  # noqa: E402
+import edge.model.keys  # noqa: E402
+from edge.model import selftest  # noqa: E402
 from edge.model.container import read_entries  # noqa: E402
 from edge.model.format import BundleError  # noqa: E402
 from edge.model.install import (  # noqa: E402
@@ -31,9 +34,6 @@ from edge.model.install import (  # noqa: E402
 )
 from edge.model.keys import key_id, load_public_key  # noqa: E402
 from edge.model.manifest import StationCompat  # noqa: E402
-import edge.model.format  # noqa: E402
-import edge.model.keys  # noqa: E402
-from edge.model import selftest  # noqa: E402
 from edge.model.runtime import run_onnx  # noqa: E402
 from edge.model.verify import inspect_bundle, verify_bundle  # noqa: E402
 from edge.signal.labels import CLASSES, N_MAG_BINS  # noqa: E402

@@ -90,9 +90,8 @@ def test_simulate_speed_0_goes_as_fast_as_the_reader_and_says_so():
 
 
 def test_evaluate_defaults_to_the_shipped_bundle(tmp_path):
-    from trainer.synth import SynthConfig, generate_dataset
-
     from edge.model.format import DEFAULT_BUNDLE
+    from trainer.synth import SynthConfig, generate_dataset
 
     data = tmp_path / "ds"
     generate_dataset(SynthConfig(n_events=8, seed=5, balance="equal"), data)

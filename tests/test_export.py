@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from edge.cli import main  # noqa: E402
 from edge.model.format import DEFAULT_BUNDLE  # noqa: E402
+from edge.model.inference import EventClassifier  # noqa: E402
 from edge.model.keys import default_trusted_keys  # noqa: E402
 from edge.model.verify import inspect_bundle, verify_bundle  # noqa: E402
-from edge.cli import main  # noqa: E402
-from edge.model.inference import EventClassifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,7 @@ from obspy import Stream, Trace, UTCDateTime, read
 from obspy.signal.trigger import classic_sta_lta, coincidence_trigger, recursive_sta_lta, trigger_onset
 
 from edge.trigger import bandpass, stalta
-from edge.trigger.stream import (StaLtaStream, StreamingTrigger, Transition, TriggerConfig,
-                                 TriggerEvent, bandpass_sos)
+from edge.trigger.stream import StaLtaStream, StreamingTrigger, Transition, TriggerConfig, TriggerEvent, bandpass_sos
 
 UH_FILES = ["BW.UH1._.SHZ.D.2010.147.cut.slist.gz", "BW.UH2._.SHZ.D.2010.147.cut.slist.gz",
             "BW.UH3._.SHZ.D.2010.147.cut.slist.gz", "BW.UH4._.EHZ.D.2010.147.cut.slist.gz"]

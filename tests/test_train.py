@@ -26,8 +26,8 @@ from trainer.balance import (  # noqa: E402
     stratified_split,
     stratified_subsample,
 )
-from trainer.run import CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, load_run  # noqa: E402
 from trainer.config import TrainConfig, TrainError  # noqa: E402
+from trainer.run import CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, load_run  # noqa: E402
 from trainer.train import SYNTHETIC_NOTICE, train  # noqa: E402
 from trainer.training.inputs import augment_waveforms, magnitude_targets  # noqa: E402
 from trainer.training.validation import SPLIT_FILE, evaluate_arrays, validation_arrays  # noqa: E402

@@ -4,9 +4,8 @@ numpy only, so baselines, training and evaluation score the same way.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from edge.bench.machine import machine_info, versions
 

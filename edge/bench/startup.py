@@ -83,7 +83,7 @@ def cold_start(bundle: str | None = None, replay_s: float = 30.0, timeout_s: flo
                     try:
                         if "READY=1" in sock.recv(4096).decode("utf-8", "replace").split("\n"):
                             ready = time.perf_counter() - t0
-                    except socket.timeout:
+                    except TimeoutError:
                         pass
                 else:
                     time.sleep(0.02)

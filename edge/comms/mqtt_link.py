@@ -61,8 +61,9 @@ import math
 import ssl
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -240,7 +241,7 @@ class MqttLink:
 
     close = stop
 
-    def __enter__(self) -> "MqttLink":
+    def __enter__(self) -> MqttLink:
         self.connect()
         return self
 

@@ -26,12 +26,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.model.format import BundleError, DEFAULT_BUNDLE
+from edge.model.format import DEFAULT_BUNDLE, BundleError
 from edge.model.keys import default_trusted_keys, load_trusted_keys
 from edge.model.manifest import ModelFile, StationCompat
+from edge.model.predictions import Predictions, predictions_from_samples
 from edge.model.runtime import open_onnx_session
 from edge.model.verify import VerifiedBundle, verify_bundle
-from edge.model.predictions import Predictions, predictions_from_samples
 from edge.signal.preprocess import Window, WindowSpec, normalize
 
 __all__ = ["ModelRunner", "OnnxRunner", "WindowPredictor", "EventClassifier", "ModelInfo", "RUNTIMES",

@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Union
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -60,7 +59,7 @@ def load_public_key(path: str | os.PathLike) -> Ed25519PublicKey:
     return key
 
 
-KeyLike = Union[Ed25519PublicKey, bytes, str, os.PathLike]
+KeyLike = Ed25519PublicKey | bytes | str | os.PathLike
 
 
 def load_trusted_keys(items: Iterable[KeyLike]) -> dict[str, Ed25519PublicKey]:

@@ -92,7 +92,8 @@ class TriggerConfig(msgspec.Struct, forbid_unknown_fields=True):
         lo, hi = self._single_band()
         if (self.freqmin is not None or self.freqmax is not None) and not hi > lo:
             key = "freqmax" if self.freqmax is not None else "freqmin"
-            rel = f"> freqmin = {num(lo)}, got {num(hi)}" if key == "freqmax" else f"< freqmax = {num(hi)}, got {num(lo)}"
+            rel = (f"> freqmin = {num(lo)}, got {num(hi)}" if key == "freqmax"
+                   else f"< freqmax = {num(hi)}, got {num(lo)}")
             return key, f"must be {rel}"
         return None
 

@@ -43,9 +43,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from scipy.fft import irfft, rfft, rfftfreq
@@ -325,7 +326,7 @@ class EventStream:
         self.n_samples = n_samples
 
     def __iter__(self) -> Iterator[PlacedEvent]:
-        m, site, fs = self.m, self.m.site, self.m.fs
+        site, fs = self.m.site, self.m.fs
         rates = np.array([max(0.0, site.rates_per_hour.get(c, 0.0)) for c in CLASSES])
         if rates.sum() <= 0:
             return
