@@ -204,7 +204,7 @@ def read_catalog(path: str | Path, classes: Sequence[str] = CLASSES) -> list[Cat
             raise bad(f"label: {label!r} is not a class ({', '.join(classes)})")
         try:
             mag = _opt_float(row[idx["magnitude"]], "magnitude", *_MAG_RANGE) if "magnitude" in idx else None
-            dur = (_opt_float(row[idx["duration_s"]], "duration_s", 0.0, _MAX_DURATION_S, lo_open=True)
+            dur = (_opt_float(row[idx["duration_s"]], "duration_s", 0.0, _MAX_DURATION_S, lo_open=False)
                    if "duration_s" in idx else None)
             dist = (_opt_float(row[idx["distance_km"]], "distance_km", 0.0, _MAX_DISTANCE_KM)
                     if "distance_km" in idx else None)
