@@ -102,3 +102,4 @@ def test_station_imports_neither_scipy_signal_nor_obspy_signal() -> None:
             "'scipy.stats') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
