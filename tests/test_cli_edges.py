@@ -120,3 +120,18 @@ def test_predict_refuses_components_at_a_rate_below_the_model_band(tmp_path):
     note = row["note"]
     for part in ("XX.A..HHE 1 Hz", "XX.A..HHN 10000 Hz", "XX.A..HHZ 250 Hz", "too low"):
         assert part in note, note
+
+
+def test_cli_loads_only_the_named_subcommand() -> None:
+    """``microseis run`` builds a parser with the run plug-in alone (the workstation
+    commands' modules stay unimported); without a known command every plug-in is there."""
+    from edge.cli import build_parser
+
+    def commands(parser) -> set[str]:
+        sub = next(a for a in parser._actions if a.dest == "command")
+        return set(sub.choices)
+
+    assert commands(build_parser(["--log-level", "WARNING", "run", "--config", "x.toml"])) == {"run"}
+    everything = commands(build_parser(["--help"]))
+    assert {"run", "bench", "replay", "listen"} <= everything
+    assert commands(build_parser(["no-such-command"])) == everything

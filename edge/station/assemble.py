@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from obspy import Inventory, Stream, Trace, read_inventory
+from obspy import Inventory, read_inventory
 
 from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
@@ -153,12 +153,8 @@ class ArchiveFeed:
         self._last_log = -1e9
 
     def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        net, sta, loc, cha = seed_id.split(".")
-        tr = Trace(data=data.astype("int32", copy=False))
-        tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
-        tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
         try:
-            self.archive.write(Stream([tr]))
+            self.archive.append(seed_id, data.astype("int32", copy=False), starttime, sampling_rate)
         except OSError as exc:
             self.failures += 1
             if time.monotonic() - self._last_log >= self.LOG_EVERY_S:

@@ -36,7 +36,7 @@ from obspy import Inventory, Stream, UTCDateTime
 from edge.comms.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
 from edge.model.inference import EventClassifier
 from edge.signal.preprocess import PreprocessError, preprocess_stream
-from edge.station.event_magnitude import event_ml
+from edge.station.event_magnitude import event_ml, load_ml_modules
 from edge.station.input import Chunk
 from edge.station.ring_buffer import RingBuffers
 
@@ -136,6 +136,8 @@ class EventPipeline:
         self.archive = archive
         spec = classifier.window_spec
         s = self.settings
+        if s.inventory is not None or s.sensitivity:
+            load_ml_modules(inventory=s.inventory is not None)  # not at the first event (latency)
         need = max(s.max_window_s, spec.length_s) + s.pre_s + 2 * spec.margin_s
         # an event is closed merge_s after its last trigger-off, which may come up to
         # max_event_s + the trigger's max_duration_s after its first trigger-on
