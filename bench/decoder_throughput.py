@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 # one thread for every numeric library, before numpy is imported
@@ -31,54 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from edge.bench.decoder import ENC_CODES, build_frames, decode_once  # noqa: E402
+from edge.bench.machine import machine_info  # noqa: E402
 from firmware_bridge.decoder import FrameDecoder  # noqa: E402
-from firmware_bridge.encoder import FrameEncoder, max_samples_per_frame  # noqa: E402
-from firmware_bridge.protocol import ENC_NAMES, ENC_RANGE, StreamConfig  # noqa: E402
+from firmware_bridge.encoder import max_samples_per_frame  # noqa: E402
+from firmware_bridge.protocol import StreamConfig  # noqa: E402
 
-ENC_CODES = {name: code for code, name in ENC_NAMES.items()}
 TARGET_MB_PER_S = 10.0
-T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-
-
-def machine_info() -> dict:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    uname = platform.uname()
-    try:
-        affinity = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "processor": platform.processor() or uname.machine,
-        "uname": f"{uname.system} {uname.release} {uname.machine}",
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "numpy": np.__version__,
-    }
-
-
-def build_frames(count: int, nsamp: int, nch: int, enc: int, rate_hz: float,
-                 rng: np.random.Generator) -> list[bytes]:
-    """``count`` consecutive sample frames as a digitizer sends them."""
-    lo, hi = ENC_RANGE[enc]
-    rate_mhz = int(round(rate_hz * 1000))
-    encoder = FrameEncoder(seq=int(rng.integers(0, 2**32)))
-    values = rng.integers(lo, hi, size=(count, nsamp, nch), endpoint=True)
-    frames = []
-    for i in range(count):
-        index = i * nsamp
-        frames.append(encoder.samples(index, T0_NS + index * 10**12 // rate_mhz, rate_mhz,
-                                      values[i], enc=enc, time_flags=3, time_quality=100))
-    return frames
 
 
 def with_garbage(frames: list[bytes], fraction: float,
@@ -93,17 +50,6 @@ def with_garbage(frames: list[bytes], fraction: float,
         parts.append(frame)
         at += n
     return b"".join(parts), len(noise)
-
-
-def decode_once(chunks: list[bytes], config: StreamConfig) -> tuple[float, FrameDecoder, int]:
-    decoder = FrameDecoder(config)
-    feed = decoder.feed
-    delivered = 0
-    start = time.perf_counter()
-    for chunk in chunks:
-        delivered += len(feed(chunk))
-    delivered += len(decoder.flush())
-    return time.perf_counter() - start, decoder, delivered
 
 
 def check(name: str, decoder: FrameDecoder, delivered: int, case: dict, nsamp: int) -> None:
@@ -134,7 +80,7 @@ def run_cases(cases: list[dict], nsamp: int, nch: int, repeat: int,
     for case in cases:
         frames, size = case["frames"], case["bytes"]
 
-        def rates(dt: float) -> dict:
+        def rates(dt: float, size: int = size, frames: int = frames) -> dict:
             return {
                 "mb_per_s": size / dt / 1e6,
                 "msamples_per_s": frames * nsamp * nch / dt / 1e6,

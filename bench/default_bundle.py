@@ -9,7 +9,11 @@ commands -- the one command behind it:
    --only default``) if missing (about 10 minutes on 2 cores);
 3. ``microseis export --int8`` with the parity report on the held-out test split, signed with
    the project key; the bundle is verified (signature, hashes, self-test) before it is written;
-4. checks that the result is at most 1 MB and verifies with the public keys in ``edge/keys/``.
+4. checks that the result is at most 1 MB and verifies with the public keys in ``edge/keys/``;
+5. writes the run's float weights, tied to the new bundle by its sha256, into
+   ``trainer/models/default/`` (package data: where ``microseis adapt`` starts from without
+   ``--from``; with another ``--out``, into ``<out stem>.weights/`` beside it;
+   :func:`trainer.float_weights.write_float_weights`).
 
 The public half of the project key is ``edge/keys/microseis-project.pub``. Signing with any
 other key works (``--key``), but then a station must be given the matching public key
@@ -65,8 +69,17 @@ def main() -> int:
 
     print(format_table(res["parity"]))
     print(f"{args.out}: {size} bytes (limit {MAX_BYTES}); verifies with edge/keys: {ok}")
+    weights = None
+    if ok:  # the shipped bundle's weights are package data; any other bundle's go beside it
+        from trainer.float_weights import DEFAULT_WEIGHTS_DIR, weights_dir_for, write_float_weights
+
+        shipped = Path(args.out).resolve() == (ROOT / "edge" / "models" / "default.msb").resolve()
+        weights = str(write_float_weights(run, args.out,
+                                          DEFAULT_WEIGHTS_DIR if shipped else weights_dir_for(args.out)))
+        print(f"float weights for microseis adapt: {weights}")
     print(json.dumps({"benchmark": "default_bundle", "path": args.out, "size": size,
-                      "size_ok": size <= MAX_BYTES, "verifies": ok, "parity": res["parity"]}))
+                      "size_ok": size <= MAX_BYTES, "verifies": ok, "float_weights": weights,
+                      "parity": res["parity"]}))
     return 0 if ok and size <= MAX_BYTES else 1
 
 

@@ -332,7 +332,7 @@ def check(st: Any, events: list[dict[str, Any]], verbose: bool = True) -> list[s
         for k, u in enumerate(used):
             if u != 1:
                 problems.append(f"{mode}: event {k} ({events[k]['class']}) triggered {u} times")
-        for t, k, err in rows:
+        for t, k, _err in rows:
             if k is None:
                 problems.append(f"{mode}: unexpected trigger at {t['time']}")
     return problems

@@ -34,26 +34,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from obspy import UTCDateTime, read  # noqa: E402
 from obspy.signal.filter import bandpass  # noqa: E402
 from obspy.signal.trigger import recursive_sta_lta, trigger_onset  # noqa: E402
-from scipy.signal import resample_poly  # noqa: E402
 
-from edge.trigger.stream import StreamingTrigger, TriggerConfig  # noqa: E402
+from edge.bench.trigger import FS, chunks, make_data, streaming  # noqa: E402,F401
+from edge.trigger.stream import TriggerConfig  # noqa: E402
 
-FS = 250.0
 TARGET = 1.25
-
-
-def make_data(minutes: float) -> tuple[list[str], np.ndarray, UTCDateTime]:
-    """(seed ids, int32 counts (3, n), start time): RJOB's example at 250 Hz, tiled."""
-    st = read()  # ObsPy's bundled example: BW.RJOB..EH{Z,N,E}, 100 Hz, 30 s
-    st.sort(keys=["channel"], reverse=True)  # Z, N, E
-    tiles = [resample_poly(tr.data.astype(np.float64), 5, 2) for tr in st]  # 100 -> 250 Hz
-    n = int(minutes * 60 * FS)
-    reps = int(np.ceil(n / tiles[0].size))
-    data = np.stack([np.tile(t, reps)[:n] for t in tiles])
-    return [tr.id for tr in st], np.round(data).astype(np.int32), st[0].stats.starttime
 
 
 def oneshot(ids: list[str], data: np.ndarray, cfg: TriggerConfig) -> tuple[float, list]:
@@ -65,28 +52,6 @@ def oneshot(ids: list[str], data: np.ndarray, cfg: TriggerConfig) -> tuple[float
         cft = recursive_sta_lta(y, nsta, nlta)
         picks.append(trigger_onset(cft, cfg.on, cfg.off))
     return time.perf_counter() - t0, picks
-
-
-def chunks(ids: list[str], data: np.ndarray, start: UTCDateTime, size: int) -> list[tuple]:
-    out = []
-    for i in range(0, data.shape[1], size):
-        t = start + i / FS
-        for c, sid in enumerate(ids):
-            out.append((sid, data[c, i:i + size], t, FS))
-    return out
-
-
-def streaming(items: list[tuple], cfg: TriggerConfig) -> tuple[float, list]:
-    trg = StreamingTrigger(cfg)
-    feed = trg.feed
-    t0 = time.perf_counter()
-    out = []
-    for sid, x, t, fs in items:
-        r = feed(sid, x, t, fs)
-        if r:
-            out += r
-    out += trg.flush()
-    return time.perf_counter() - t0, out
 
 
 def main(argv: list[str] | None = None) -> int:

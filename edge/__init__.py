@@ -3,4 +3,12 @@
 Never imports torch, ``trainer`` or ``export``: a station installs only the lean ``edge``
 dependencies.
 """
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    #: the one version string: the installed distribution's (pyproject.toml ``version``)
+    __version__ = version("microseis-edge")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+del PackageNotFoundError, version

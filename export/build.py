@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,12 @@ class ExportOptions:
         mc_passes: MC-dropout passes the station runs per event.
         name, version, description: manifest fields.
         latency_repeats: timed forward passes per format.
+        calibration_arrays, parity_arrays: already loaded events
+            (:class:`trainer.data.EventArrays`) used instead of loading ``calibration_data`` /
+            ``parity_data`` (``microseis adapt``: its training part and held-out part); the
+            ``*_data`` strings then only name them in the report.
+        manifest_fields: extra top-level manifest fields (``adapted_from``, ``adapted_on``:
+            docs/bundle.md); only fields the manifest format knows are accepted.
     """
 
     int8: bool = True
@@ -72,6 +79,9 @@ class ExportOptions:
     latency_repeats: int = 300
     cache_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    calibration_arrays: Any = None
+    parity_arrays: Any = None
+    manifest_fields: dict[str, Any] = field(default_factory=dict)
 
 
 def _say(msg: str, progress: bool) -> None:
@@ -127,12 +137,11 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
         edge.model.format.BundleError: the finished bundle failed its own verification (nothing
             is written then).
     """
+    from edge.signal.preprocess import WindowSpec
     from export.bundle_writer import make_selftest, write_bundle
     from export.signing import load_private_key
     from trainer.data import load_dataset
     from trainer.run import RunError, load_run
-
-    from edge.signal.preprocess import WindowSpec
 
     opts = options or ExportOptions()
     if not opts.int8 and opts.fp32 is False:
@@ -160,15 +169,21 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
     parity_dir = opts.parity_data or calib_dir
     if calib_dir is None:
         raise ExportError(f"{run_dir}: run info names no training folder; pass --calibration DIR")
-    for what, d in (("calibration", calib_dir), ("parity", parity_dir)):
-        if not Path(d, "labels.csv").is_file():
+    for what, d, given in (("calibration", calib_dir, opts.calibration_arrays),
+                           ("parity", parity_dir, opts.parity_arrays)):
+        if given is None and not Path(d, "labels.csv").is_file():
             raise ExportError(f"{what} data {d}: not a dataset folder (no labels.csv)")
 
-    _say(f"loading calibration windows from {calib_dir}", progress)
-    cal, _ = load_dataset(calib_dir, spec, classes, cache_dir=opts.cache_dir, progress=progress)
+    if opts.calibration_arrays is not None:
+        cal = opts.calibration_arrays
+    else:
+        _say(f"loading calibration windows from {calib_dir}", progress)
+        cal, _ = load_dataset(calib_dir, spec, classes, cache_dir=opts.cache_dir, progress=progress)
     if len(cal) == 0:
         raise ExportError(f"calibration data {calib_dir}: no usable events")
-    if Path(parity_dir).resolve() == Path(calib_dir).resolve():
+    if opts.parity_arrays is not None:
+        par = opts.parity_arrays
+    elif opts.calibration_arrays is None and Path(parity_dir).resolve() == Path(calib_dir).resolve():
         par = cal
     else:
         _say(f"loading parity events from {parity_dir}", progress)
@@ -270,6 +285,7 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
         "extra": {"architecture": model.config.to_dict(), "run": {
             "created": info.get("created"), "best_epoch": info.get("best_epoch"),
             "validation": info.get("validation")}, **opts.extra},
+        **opts.manifest_fields,
     }
     _say(f"signing and verifying {out}", progress)
     try:

@@ -20,19 +20,20 @@ import json
 import os
 import time
 import zipfile
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.model.format import (
     BUNDLE_FORMAT,
-    BundleError,
     MANIFEST_NAME,
     SELFTEST_NAME,
     SIGNATURE_NAME,
+    BundleError,
 )
 from edge.model.keys import key_id
 from edge.model.manifest import Manifest

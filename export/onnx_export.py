@@ -25,8 +25,8 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -123,8 +123,13 @@ def quantize_int8(fp32: bytes, feeds: Sequence[dict[str, np.ndarray]],
     """Static int8 QDQ of an fp32 graph, calibrated on ``feeds``; returns the ONNX bytes."""
     if not feeds:
         raise ValueError("int8 quantization needs calibration windows (got none)")
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(_Reader, CalibrationDataReader):

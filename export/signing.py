@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.model.format import SIGNATURE_FORMAT
-from edge.model.keys import key_id
+from edge.model.keys import key_id, load_private_key  # one loader for model and operator keys
 
 __all__ = ["generate_keypair", "load_private_key", "sign_manifest", "signature_file", "key_id"]
 
@@ -58,23 +58,6 @@ def generate_keypair(out_dir: str | os.PathLike, name: str = "microseis") -> tup
         priv_path.unlink(missing_ok=True)
         raise
     return priv_path, pub_path
-
-
-def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
-    """The ed25519 private key in a PEM file (``microseis keygen``'s ``.key``);
-    ``ValueError`` naming the file otherwise."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read private key {p}: {exc.strerror or exc}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{p}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{p}: not an ed25519 private key ({type(key).__name__})")
-    return key
 
 
 def sign_manifest(manifest_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:

@@ -19,8 +19,9 @@ The graph has the same inputs and outputs as the ONNX one (:mod:`export.onnx_exp
   that ai-edge-litert 2.3's XNNPACK delegate refuses to prepare ("failed to create XNNPACK
   runtime"). Measured here (docs/performance.md), int8 is *slower* than fp32 in LiteRT on
   x86: fp32 runs in XNNPACK's fast float kernels, and the int8 graph adds a quantize and a
-  dequantize around every convolution. litert-torch's own PT2E path fails on these 1-D convolutions ("tfl.reshape op quantization
-  parameters violate the same scale constraint" at the Conv1d reshape).
+  dequantize around every convolution. litert-torch's own PT2E path fails on these 1-D
+  convolutions ("tfl.reshape op quantization parameters violate the same scale constraint" at
+  the Conv1d reshape).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Digitizer link: the serial frame protocol of ``shared/spec/digitizer-frame.md``.
+"""Digitizer link: the serial frame protocol of ``docs/spec/digitizer-frame.md``.
 
 This package depends on nothing else of microseis-edge. It holds:
 
@@ -11,6 +11,8 @@ This package depends on nothing else of microseis-edge. It holds:
 * :mod:`firmware_bridge.link_monitor` – per-channel link statistics;
 * ``c/`` – the reference firmware-side encoder in C.
 """
+from firmware_bridge.decoder import DecoderStats, FrameDecoder
+from firmware_bridge.encoder import FrameEncoder, encode_frame, encode_samples_payload
 from firmware_bridge.protocol import (
     ENC_INT16,
     ENC_INT24,
@@ -20,8 +22,6 @@ from firmware_bridge.protocol import (
     StatusMessage,
     StreamConfig,
 )
-from firmware_bridge.decoder import DecoderStats, FrameDecoder
-from firmware_bridge.encoder import FrameEncoder, encode_frame, encode_samples_payload
 
 __all__ = [
     "ENC_INT16",

@@ -1,6 +1,6 @@
 """Incremental decoder of digitizer frames: any byte chunks in, messages out, never raises.
 
-Implements every receiver rule of ``shared/spec/digitizer-frame.md``:
+Implements every receiver rule of ``docs/spec/digitizer-frame.md``:
 
 1. scan for ``A5 5A``; a header with a bad version, type, length or CRC-16 drops the first
    sync byte and the scan goes on;
@@ -21,7 +21,6 @@ import json
 import struct
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Union
 
 import numpy as np
 
@@ -45,7 +44,7 @@ from firmware_bridge.protocol import (
     StreamConfig,
 )
 
-Message = Union[SampleBlock, StatusMessage, LogMessage]
+Message = SampleBlock | StatusMessage | LogMessage
 
 _HEAD = struct.Struct("<BBHIH")  # version, type, length, seq, hcrc (after the sync)
 _U32 = struct.Struct("<I")

@@ -1,7 +1,7 @@
 """Python encoder of digitizer frames (used by the virtual digitizer and the tests).
 
 The firmware-side twin is ``firmware_bridge/c/microseis_frame.c``; both must produce the
-bytes of ``shared/spec/vectors.json`` exactly.
+bytes of ``firmware_bridge/spec/vectors.json`` exactly.
 """
 from __future__ import annotations
 

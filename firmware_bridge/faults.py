@@ -45,7 +45,7 @@ class FaultSpec:
                     or self.wrap or self.pps_loss or self.unplug)
 
     @classmethod
-    def parse(cls, spec: str | None) -> "FaultSpec":
+    def parse(cls, spec: str | None) -> FaultSpec:
         """Parse a spec string; raises ValueError naming the bad item."""
         out = cls()
         if not spec or spec.strip() in ("", "none"):

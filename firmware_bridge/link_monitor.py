@@ -16,7 +16,7 @@ from firmware_bridge.decoder import DecoderStats
 from firmware_bridge.protocol import LogMessage, SampleBlock, StatusMessage, StreamConfig
 from firmware_bridge.serial_reader import LinkEvent, ReaderStats
 
-#: keys of ``link --json`` that scripts rely on (shared/spec/cli.md), all from DecoderStats
+#: keys of ``link --json`` that scripts rely on (docs/spec/cli.md), all from DecoderStats
 SUMMARY_KEYS = ("frames", "samples", "crc_errors", "header_errors", "skipped_bytes",
                 "lost_frames", "gaps", "segments")
 

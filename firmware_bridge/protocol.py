@@ -1,6 +1,6 @@
 """Constants, checksums and message types of the digitizer frame protocol, version 1.
 
-See ``shared/spec/digitizer-frame.md``. All integers on the wire are little-endian.
+See ``docs/spec/digitizer-frame.md``. All integers on the wire are little-endian.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class StreamConfig:
 
     @classmethod
     def from_strings(cls, station: str = "XX.S1", channels: str = "HHZ,HHN,HHE",
-                     location: str = "") -> "StreamConfig":
+                     location: str = "") -> StreamConfig:
         """Build from ``NET.STA`` and a comma-separated channel list."""
         if station.count(".") != 1 or not all(station.split(".")):
             raise ValueError(f"station must be NET.STA, got {station!r}")

@@ -9,8 +9,11 @@ same symlink.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
+import struct
+import termios
 import tty
 
 
@@ -71,6 +74,18 @@ class PtyPort:
         self.bytes_unsent += len(view) - done
         return done
 
+    def pending_input(self) -> int:
+        """Bytes written to the device that its reader has not read yet (0 while unplugged).
+
+        Read with ``FIONREAD`` on the slave side; the kernel hands written bytes to the slave
+        a moment after :meth:`write` returns, so a 0 right after a write may still change."""
+        if self._slave is None:
+            return 0
+        try:
+            return struct.unpack("i", fcntl.ioctl(self._slave, termios.FIONREAD, b"\0" * 4))[0]
+        except OSError:
+            return 0
+
     def unplug(self) -> None:
         """The device disappears: fds closed, symlink removed."""
         if self.link and os.path.lexists(self.link):
@@ -91,7 +106,7 @@ class PtyPort:
     def close(self) -> None:
         self.unplug()
 
-    def __enter__(self) -> "PtyPort":
+    def __enter__(self) -> PtyPort:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -13,8 +13,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Union
 
 from firmware_bridge.decoder import FrameDecoder, Message
 
@@ -60,7 +60,7 @@ class ReaderStats:
     outages: list[tuple[float, float]] = field(default_factory=list)
 
 
-Item = Union[Message, LinkEvent]
+Item = Message | LinkEvent
 
 
 class SerialReader:

@@ -16,11 +16,11 @@ from firmware_bridge.encoder import FrameEncoder, max_samples_per_frame
 from firmware_bridge.faults import FaultSpec
 from firmware_bridge.protocol import (
     ENC_INT24,
+    ENC_RANGE,
     SEQ_MODULUS,
     STATUS_CLIPPED,
     TIME_GNSS_FIX,
     TIME_PPS_LOCKED,
-    ENC_RANGE,
 )
 from firmware_bridge.pty_port import PtyPort
 
@@ -86,7 +86,7 @@ class VirtualDigitizer:
         return self.port.device_path
 
     # -- control --------------------------------------------------------------------------
-    def start(self) -> "VirtualDigitizer":
+    def start(self) -> VirtualDigitizer:
         self._thread = threading.Thread(target=self.run, name="virtual-digitizer", daemon=True)
         self._thread.start()
         return self

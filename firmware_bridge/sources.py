@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_bridge.protocol import ENC_RANGE, ENC_INT24
+from firmware_bridge.protocol import ENC_INT24, ENC_RANGE
 
 #: order in which components go onto digitizer channels (Z, N, E; 1/2 for rotated sensors)
 _COMPONENT_ORDER = "ZNE12"

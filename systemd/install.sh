@@ -159,16 +159,16 @@ run install -d -m 0750 -o root -g "$SERVICE_USER" "$CONF_DIR"
 if [ -e "$CONFIG" ]; then
     note "exists, kept (never overwritten)"
     if [ "$DRY" -eq 1 ]; then
-        plan "$VENV/bin/python -m edge.station.config check $CONFIG   (a warning if the new version rejects it)"
-    elif ! "$VENV/bin/python" -m edge.station.config check "$CONFIG"; then
+        plan "$VENV/bin/microseis run --config $CONFIG --check   (a warning if the new version rejects it)"
+    elif ! "$VENV/bin/microseis" run --config "$CONFIG" --check; then
         note "warning: $CONFIG has problems (above); the service will not start until they are fixed"
     fi
 else
     if [ "$DRY" -eq 1 ]; then
-        plan "$VENV/bin/python -m edge.station.config example > $CONFIG"
+        plan "$VENV/bin/microseis run --print-example-config > $CONFIG"
     else
-        printf '+ %s\n' "$VENV/bin/python -m edge.station.config example > $CONFIG"
-        "$VENV/bin/python" -m edge.station.config example > "$CONFIG.new"
+        printf '+ %s\n' "$VENV/bin/microseis run --print-example-config > $CONFIG"
+        "$VENV/bin/microseis" run --print-example-config > "$CONFIG.new"
         mv "$CONFIG.new" "$CONFIG"
     fi
     run chown "root:$SERVICE_USER" "$CONFIG"

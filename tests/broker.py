@@ -14,6 +14,8 @@ broker on 1883).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -22,9 +24,10 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,7 +38,7 @@ except ImportError:  # pragma: no cover
     pytest = None  # type: ignore[assignment]
 
 __all__ = ["Broker", "Subscriber", "Message", "TcpGate", "free_port", "find_mosquitto", "make_test_pki",
-           "make_password_file", "broker"]
+           "make_password_file", "shipped_broker_conf", "MOSQUITTO_CONF", "MOSQUITTO_ACL", "broker"]
 
 from edge.demo.broker import HOST, Broker, find_mosquitto, free_port  # noqa: F401  (re-exported)
 
@@ -103,14 +106,45 @@ def make_test_pki(folder: str | os.PathLike[str]) -> dict[str, str]:
     return result
 
 
-def make_password_file(path: str | os.PathLike[str], users: dict[str, str]) -> str:
-    """A Mosquitto password file (hashed with ``mosquitto_passwd``)."""
+def make_password_file(path: str | os.PathLike[str], users: dict[str, str], use_tool: bool | None = None) -> str:
+    """A Mosquitto password file: hashed with ``mosquitto_passwd`` when it is installed (or
+    ``use_tool=True``), else written here in Mosquitto 2's ``$7$`` format (PBKDF2-SHA512, 101
+    iterations, 12-byte salt: ``user:$7$101$<base64 salt>$<base64 hash>``)."""
     tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if use_tool is None:
+        use_tool = os.access(tool, os.X_OK)
     p = Path(path)
     p.write_text("")
     for user, pw in users.items():
-        subprocess.run([tool, "-b", str(p), user, pw], check=True, capture_output=True)
+        if use_tool:
+            subprocess.run([tool, "-b", str(p), user, pw], check=True, capture_output=True)
+        else:
+            salt = os.urandom(12)
+            digest = hashlib.pbkdf2_hmac("sha512", pw.encode("utf-8"), salt, 101, 64)
+            with p.open("a") as fh:
+                fh.write(f"{user}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}\n")
     return str(p)
+
+
+#: The shipped Mosquitto configuration and ACL (docs/deployment.md, "The broker").
+MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "systemd" / "mosquitto" / "microseis.conf"
+MOSQUITTO_ACL = MOSQUITTO_CONF.with_name("microseis.acl")
+
+
+def shipped_broker_conf(pki: dict[str, str], password_file: str,
+                        acl_file: str | os.PathLike[str] = MOSQUITTO_ACL) -> str:
+    """``conf_extra`` for :class:`Broker` from ``systemd/mosquitto/microseis.conf``: its lines with
+    the test's certificate, password and ACL files; without its ``listener`` (the Broker's free
+    port takes its place) and its persistence and packet-size lines (a test broker keeps nothing)."""
+    files = {"cafile": pki["ca"], "certfile": pki["server_cert"], "keyfile": pki["server_key"],
+             "password_file": password_file, "acl_file": str(acl_file)}
+    out = []
+    for line in MOSQUITTO_CONF.read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#") or words[0] in ("listener", "persistence", "persistence_location"):
+            continue
+        out.append(f"{words[0]} {files[words[0]]}" if words[0] in files else line)
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- subscriber
@@ -140,8 +174,11 @@ class Subscriber:
     """
 
     def __init__(self, host: str, port: int, topic: str = "#", qos: int = 1,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, username: str | None = None, password: str | None = None,
+                 tls_ca: str | None = None) -> None:
         self.host, self.port, self.topic, self.qos = host, port, topic, qos
+        self.granted: list[Any] = []  # the SUBACK reason codes of the last subscription
+        self.refused: Any = None  # the CONNACK reason when the broker refused the connection
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
@@ -150,22 +187,31 @@ class Subscriber:
                                   client_id=client_id or f"test-sub-{uuid.uuid4().hex[:10]}",
                                   protocol=mqtt.MQTTv311)
         self.client.reconnect_delay_set(0.05, 0.2)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=tls_ca)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
     @classmethod
-    def of(cls, broker: "Broker", topic: str = "#", **kw: Any) -> "Subscriber":
+    def of(cls, broker: Broker, topic: str = "#", **kw: Any) -> Subscriber:
         return cls(broker.host, broker.port, topic, **kw)
 
     # paho callbacks
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:  # noqa: ANN001
         if not reason.is_failure:
             client.subscribe(self.topic, self.qos)
+        else:
+            self.refused = reason
+            with self._cond:
+                self._cond.notify_all()
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties) -> None:  # noqa: ANN001
         self.subscriptions += 1
+        self.granted = list(reasons)
         self._subscribed.set()
         with self._cond:
             self._cond.notify_all()
@@ -179,7 +225,7 @@ class Subscriber:
             self._cond.notify_all()
 
     # use
-    def start(self, timeout: float = 5.0) -> "Subscriber":
+    def start(self, timeout: float = 5.0) -> Subscriber:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         if not self.wait_subscribed(timeout):
@@ -200,7 +246,7 @@ class Subscriber:
         finally:
             self.client.loop_stop()
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -230,7 +276,7 @@ class Subscriber:
         got = self.on(topic)
         return got[-1] if got else None
 
-    def wait_for(self, predicate: Callable[["Subscriber"], bool], timeout: float = 5.0) -> bool:
+    def wait_for(self, predicate: Callable[[Subscriber], bool], timeout: float = 5.0) -> bool:
         """Wait until ``predicate(self)`` is true (checked on every message)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -287,7 +333,7 @@ class TcpGate:
         self._thread.start()
 
     @classmethod
-    def to(cls, broker: Broker, mode: str = "open") -> "TcpGate":
+    def to(cls, broker: Broker, mode: str = "open") -> TcpGate:
         return cls(broker.host, broker.port, mode)
 
     def set(self, mode: str, cut: bool = False) -> None:
@@ -310,7 +356,7 @@ class TcpGate:
         _close(self._lsock)
         self.cut()
 
-    def __enter__(self) -> "TcpGate":
+    def __enter__(self) -> TcpGate:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -324,7 +370,7 @@ class TcpGate:
         while not self._stop.is_set():
             try:
                 c, _ = self._lsock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

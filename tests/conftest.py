@@ -1,8 +1,7 @@
-"""Shared fixtures: paths of real ObsPy recordings (see shared/notes/real-data.md) and one
-small signed model bundle built by the project's own commands."""
+"""Shared fixtures: paths of real ObsPy recordings, the interface contract (``docs/spec`` of
+this checkout) and one small signed model bundle built by the project's own commands."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = Path(os.environ.get("MICROSEIS_SPEC", REPO.parent / "shared" / "spec"))
+#: the interface contract, inside the checkout (``docs/spec/README.md``)
+SPEC = REPO / "docs" / "spec"
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +23,9 @@ def obspy_data() -> Path:
 
 @pytest.fixture(scope="session")
 def spec_dir() -> Path:
+    """``docs/spec`` of this checkout (cli.md, mqtt.md, schemas/event.schema.json, ...)."""
     if not SPEC.is_dir():
-        pytest.fail(f"shared/spec not found at {SPEC} (set MICROSEIS_SPEC)")
+        pytest.fail(f"docs/spec not found at {SPEC}: the checkout is incomplete")
     return SPEC
 
 

@@ -180,3 +180,27 @@ def test_snippet(tmp_path: Path) -> None:
     assert json.loads(path.with_suffix(".json").read_text()) == meta
     with pytest.raises(ValueError, match="file name"):
         arch.write_snippet("../evil", st, meta)
+
+
+def test_append_raw_chunks_reused_buffer_late_chunk_and_midnight(tmp_path: Path) -> None:
+    """The station's path (:meth:`SdsArchive.append`: raw chunks, no Trace): the caller
+    reuses one buffer for every chunk (the archive must keep its own copy), one chunk comes
+    late (out of order) and the data cross midnight; the day-files hold exactly the samples."""
+    tr = _trace(UTCDateTime(2024, 3, 1, 23, 59, 30), 6000)  # 60 s at 100 Hz, 30 s past midnight
+    arc = SdsArchive(tmp_path, retention_days=0, max_disk_fraction=1.0, flush_s=1e9)
+    buf = np.empty(250, dtype=np.int32)
+    order = list(range(0, tr.stats.npts, 250))
+    order[3], order[4] = order[4], order[3]  # a late chunk
+    for i in order:
+        n = min(250, tr.stats.npts - i)
+        buf[:n] = tr.data[i:i + n]
+        arc.append(tr.id, buf[:n], tr.stats.starttime + i / SR, SR)
+        buf[:] = -1  # reused: must not reach the archive
+    written = arc.flush()
+    assert len(written) == 2  # two day-files
+    got = Client(str(tmp_path)).get_waveforms("XX", "S1", "", "HHZ", tr.stats.starttime, tr.stats.endtime)
+    got.merge()
+    assert len(got) == 1 and got[0].stats.starttime == tr.stats.starttime
+    np.testing.assert_array_equal(got[0].data, tr.data)
+    with pytest.raises(ValueError, match="integers"):
+        arc.append(tr.id, np.array([0.5, 1.0]), tr.stats.endtime, SR)

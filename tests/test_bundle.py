@@ -5,6 +5,7 @@ probabilities from the mean absolute amplitude of each channel and ``log_peak``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -19,6 +20,9 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+import edge.model.format  # noqa: E402
+import edge.model.keys  # noqa: E402
+from edge.model import selftest  # noqa: E402
 from edge.model.container import read_entries  # noqa: E402
 from edge.model.format import BundleError  # noqa: E402
 from edge.model.install import (  # noqa: E402
@@ -30,9 +34,6 @@ from edge.model.install import (  # noqa: E402
 )
 from edge.model.keys import key_id, load_public_key  # noqa: E402
 from edge.model.manifest import StationCompat  # noqa: E402
-import edge.model.format  # noqa: E402
-import edge.model.keys  # noqa: E402
-from edge.model import selftest  # noqa: E402
 from edge.model.runtime import run_onnx  # noqa: E402
 from edge.model.verify import inspect_bundle, verify_bundle  # noqa: E402
 from edge.signal.labels import CLASSES, N_MAG_BINS  # noqa: E402
@@ -311,8 +312,13 @@ def test_compressed_and_duplicate_entries(good, keys):
 def test_station_with_other_channels_or_rate(good, keys):
     reject(good, [keys["pub"]], "the model needs channels Z,N,E but the station has Z (missing N,E)",
            "incompatible", station=StationCompat(channels=("Z",), sampling_rate=250.0))
+    reject(good, [keys["pub"]], "the station's sampling_rate 333.3333 Hz cannot be resampled to "
+           "the model's 250 Hz", "incompatible", station=StationCompat(sampling_rate=333.3333))
     reject(good, [keys["pub"]], "the model needs 250 Hz but the station samples at 100 Hz",
-           "incompatible", station=StationCompat(sampling_rate=100.0))
+           "incompatible", station=StationCompat(sampling_rate=100.0, allow_upsample=False))
+    # a slower digitizer is accepted, with a note saying what the model cannot see
+    vb = verify_bundle(good, [keys["pub"]], station=StationCompat(sampling_rate=100.0), run_selftest=False)
+    assert "digitizer 100 Hz < model 250 Hz: the model cannot see above 50 Hz (upsampled to 250 Hz)" in vb.notes
     reject(good, [keys["pub"]], "differ from the station's", "incompatible",
            station=StationCompat(classes=("earthquake", "noise")))
     # a faster digitizer downsamples (as preprocess_stream does); Z12 channels are Z, N, E
@@ -371,7 +377,7 @@ def test_writer_insists_on_plain_synthetic_notice(keys, model, tmp_path):
     td = {"description": "synthetic events", "synthetic": True, "notice": ""}
     with pytest.raises(ValueError, match="must say so plainly"):
         build(tmp_path / "s.msb", keys, model, training_data=td)
-    with pytest.raises(ValueError, match="training_data.synthetic is missing"):
+    with pytest.raises(ValueError, match="^manifest: training_data.synthetic: is missing$"):
         build(tmp_path / "s.msb", keys, model, training_data={"description": "real"})
     assert not (tmp_path / "s.msb").exists()
 
@@ -406,8 +412,10 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
     assert read_manifest(a).version == "1.0.0"
     b = install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
     assert current_model_dir(models) == b and previous_model_dir(models) == a
-    # installing the current bundle again is harmless
-    assert install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE) == b
+    # installing the current bundle again changes nothing (it says so)
+    with pytest.raises(BundleError, match="already installed") as ei:
+        install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
+    assert ei.value.code == "already_installed"
     assert current_model_dir(models) == b and previous_model_dir(models) == a
 
     before = sorted(p.name for p in models.iterdir())
@@ -436,6 +444,30 @@ def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):
     assert not a.exists()  # neither current nor previous: pruned
     assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == sorted(
         ["current", "previous", b.name, c.name])
+
+
+def test_older_version_refused_unless_allowed_once(keys, model, good, tmp_path):
+    """Anti-rollback: an older bundle signed by a trusted key is refused (2.0.0 -> 1.0.0 ->
+    0.0.1 must not install); naming its sha256 in allow_downgrade lets exactly that one in, and
+    the model it replaced stays the rollback target."""
+    models = tmp_path / "models"
+    v2 = build(tmp_path / "v2.msb", keys, model, version="2.0.0")
+    v0 = build(tmp_path / "v0.msb", keys, model, version="0.0.1")
+    top = install_bundle(v2.read_bytes(), models, [keys["pub"]], ZNE)
+    for older in (good, v0):
+        with pytest.raises(BundleError, match=r"older than the installed 2\.0\.0") as ei:
+            install_bundle(older.read_bytes(), models, [keys["pub"]], ZNE)
+        assert ei.value.code == "downgrade" and current_model_dir(models) == top
+    # allowed for another bundle: still refused
+    with pytest.raises(BundleError, match="older"):
+        install_bundle(v0.read_bytes(), models, [keys["pub"]], ZNE,
+                       allow_downgrade=hashlib.sha256(good.read_bytes()).hexdigest())
+    down = install_bundle(good.read_bytes(), models, [keys["pub"]], ZNE,
+                          allow_downgrade=hashlib.sha256(good.read_bytes()).hexdigest())
+    assert current_model_dir(models) == down and previous_model_dir(models) == top
+    # the station's running model may be given explicitly (e.g. the shipped default)
+    with pytest.raises(BundleError, match="older than the installed 9"):
+        install_bundle(v2.read_bytes(), tmp_path / "other", [keys["pub"]], ZNE, running=("9", "0" * 64))
 
 
 def test_rollback_without_previous(keys, good, tmp_path):
@@ -529,3 +561,61 @@ def test_cli_inspect(monkeypatch, good, capsys, tmp_path):
     junk.write_bytes(b"junk" * 10)
     assert _main(monkeypatch, ["bundle", "inspect", str(junk)]) == 2
     assert "not a ZIP archive" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the manifest schema
+
+
+def _shipped_manifest() -> dict:
+    with zipfile.ZipFile(Path(edge.model.format.__file__).parents[1] / "models" / "default.msb") as z:
+        return json.loads(z.read("manifest.json"))
+
+
+def _set(d: dict, path: tuple, value) -> dict:
+    d = json.loads(json.dumps(d))
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("input", "sampling_rate"), 0, "input.sampling_rate: must be > 0, got 0"),
+    (("input", "channels"), ["Z", "Z", "E"], "input.channels: must be distinct, got [\"Z\", \"Z\", \"E\"]"),
+    (("inputs", 0, "shape"), ["B", 0, 3000], "inputs[0].shape[1]: must be > 0, got 0"),
+    (("inputs", 0, "shape"), ["B", 1.5, 3000], "inputs[0].shape[1]: expected an integer or a string, got float 1.5"),
+    (("inputs", 0, "kind"), "class_probs", "inputs[0].kind: must be one of waveform, log_peak"),
+    (("magnitude_bins", "n"), 29, "magnitude_bins: n = 29 bins of"),
+    (("magnitude_bins", "width"), "x", "magnitude_bins.width: expected a number, got string \"x\""),
+    (("mc_dropout", "how"), "random_op", "mc_dropout.how: must be one of \"none\", \"noise_input\", got "
+                                         "\"random_op\" (a graph that samples inside"),
+    (("files", "manifest.json"), {"sha256": "0" * 64, "size": 1}, "files: must not list manifest.json"),
+    (("files", "../x"), {"sha256": "0" * 64, "size": 1}, "files.\"../x\": must match"),
+    (("signer",), "ABC", "signer: must match ^[0-9a-f]{16}$, got \"ABC\""),
+    (("training_data", "synthetic"), "yes", "training_data.synthetic: expected a boolean (true or false), got "
+                                            "string \"yes\""),
+    (("bogus",), 1, "unknown field(s) bogus for format microseis-bundle/1 (opaque additions go into 'extra')"),
+])
+def test_manifest_errors_name_the_field(path, value, message):
+    from edge.model.manifest import Manifest
+
+    with pytest.raises(BundleError) as err:
+        Manifest.from_dict(_set(_shipped_manifest(), path, value))
+    assert err.value.code == "bad_manifest"
+    assert str(err.value).startswith("manifest: " + message), str(err.value)
+
+
+def test_manifest_round_trip_and_defaults_from_files():
+    from edge.model.manifest import Manifest
+
+    d = _shipped_manifest()
+    m = Manifest.from_dict(d)
+    assert Manifest.from_dict(m.to_dict()) == m and m.to_dict()["training_data"] == d["training_data"]
+    bare = json.loads(json.dumps(d))
+    for entry in bare["models"]:
+        entry.pop("sha256", None), entry.pop("size", None)
+    bare["selftest"].pop("class_output", None)
+    again = Manifest.from_dict(bare)
+    assert [(f.sha256, f.size) for f in again.models] == [(f.sha256, f.size) for f in m.models]
+    assert again.selftest.class_output == next(t.name for t in m.outputs if t.kind.startswith("class"))

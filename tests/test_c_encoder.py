@@ -5,7 +5,7 @@ PATH) together with the harness ``firmware_bridge/c/tests/vector_tool.c``, which
 commands on stdin into frames as hex on stdout (its header comment lists the commands).
 Both CRC variants are built: the default bitwise one and ``-DMSF_CRC_NIBBLE_TABLES``.
 
-Checked: every frame of ``shared/spec/vectors.json`` byte for byte, the CRC check values,
+Checked: every frame of ``firmware_bridge/spec/vectors.json`` byte for byte, the CRC check values,
 a few hundred random frames byte for byte against the Python encoder and decoded exactly by
 the Python decoder, seq increment and wrap, rejection of bad arguments (with seq left
 alone and nothing written past the buffer), and that the object file needs nothing from a
@@ -14,7 +14,6 @@ C library beyond memcpy/memset/memmove.
 from __future__ import annotations
 
 import binascii
-import json
 import os
 import random
 import re
@@ -43,6 +42,7 @@ from firmware_bridge.protocol import (
     SampleBlock,
     StatusMessage,
 )
+from firmware_bridge.spec import load_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 C_DIR = ROOT / "firmware_bridge" / "c"
@@ -76,15 +76,6 @@ pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc/clang)
 def _compile(args: list[str], cwd: Path) -> None:
     proc = subprocess.run([CC, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{CC} {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
-
-
-def _find_vectors() -> Path | None:
-    candidates = []
-    if os.environ.get("MICROSEIS_SPEC_DIR"):
-        candidates.append(Path(os.environ["MICROSEIS_SPEC_DIR"]) / "vectors.json")
-    candidates += [ROOT / "shared" / "spec" / "vectors.json",
-                   ROOT.parent / "shared" / "spec" / "vectors.json"]
-    return next((p for p in candidates if p.is_file()), None)
 
 
 def _error_codes() -> dict[str, int]:
@@ -151,10 +142,7 @@ def random_samples(rng: np.random.Generator, nsamp: int, nch: int, enc: int) -> 
 # ---- tests ---------------------------------------------------------------------------------
 
 def test_vectors_byte_for_byte(tool):
-    path = _find_vectors()
-    if path is None:
-        pytest.skip("shared/spec/vectors.json not found (set MICROSEIS_SPEC_DIR)")
-    vectors = json.loads(path.read_text())
+    vectors = load_vectors()
     assert vectors
     lines = []
     for vec in vectors:

@@ -20,8 +20,8 @@ from edge.signal.dataset import (
     read_stations,
     sensitivity_for,
 )
-from edge.signal.preprocess import WindowSpec, preprocess_stream
 from edge.signal.picking import TriggerPickError, find_trigger, pick_trigger
+from edge.signal.preprocess import WindowSpec, preprocess_stream
 
 ONSET = "2009-08-24T00:20:08"
 LOC_START = UTCDateTime(2005, 8, 1, 14, 57, 19, 850000)
@@ -33,7 +33,8 @@ def loc_rjob() -> Stream:
         [
             Trace(
                 np.loadtxt(get_example_file(f"loc_RJOB20050801145719850.{c}")).astype(np.float32),
-                header=dict(network="XX", station="RJOB", channel=f"EH{c.upper()}", sampling_rate=200.0, starttime=LOC_START),
+                header=dict(network="XX", station="RJOB", channel=f"EH{c.upper()}", sampling_rate=200.0,
+                            starttime=LOC_START),
             )
             for c in "zne"
         ]
@@ -234,7 +235,8 @@ def test_pick_trigger_short_file_falls_back_to_peak():
 
 def test_trailing_commas_and_bom_are_accepted(folder, tmp_path):
     (tmp_path / "rjob.mseed").write_bytes((folder / "waveforms" / "rjob.mseed").read_bytes())
-    (tmp_path / "labels.csv").write_text("\ufeffPath , Label\nrjob.mseed,noise,,\nrjob.mseed,noise,x\n", encoding="utf-8")
+    (tmp_path / "labels.csv").write_text("\ufeffPath , Label\nrjob.mseed,noise,,\nrjob.mseed,noise,x\n",
+                                         encoding="utf-8")
     rows, errors = read_labels(tmp_path)
     assert [(r.line, r.path, r.label) for r in rows] == [(2, "rjob.mseed", "noise")]
     assert errors == [RowError(3, "rjob.mseed", "row has 3 fields, header has 2")]

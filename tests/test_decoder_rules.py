@@ -1,4 +1,4 @@
-"""One test per receiver rule of ``shared/spec/digitizer-frame.md`` and per bad input.
+"""One test per receiver rule of ``docs/spec/digitizer-frame.md`` and per bad input.
 
 Corrupt frames are made from the encoder's helpers plus byte surgery; where a test needs a
 frame whose CRCs are right but whose content is impossible, the CRCs are recomputed.

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
+from edge.signal.magnitude import hypocentral_distance_km, local_magnitude
 from edge.station.event_magnitude import event_ml, pick_p_s
-from edge.signal.magnitude import hypocentral_distance_km
 
 RJOB_START = UTCDateTime("2005-08-01T14:57:19.85")
 P_S, S_S = 30.635, 31.17  # ObsPy's picks on the whole recording (shared/notes/real-data.md)
@@ -54,3 +54,31 @@ def test_ml_none_with_a_reason(rjob):
     short = rjob.slice(RJOB_START + P_S - 1, RJOB_START + P_S + 1)
     assert event_ml(short, sensitivity=1e9).reason.startswith("no P/S pick pair")
     assert event_ml(win.select(component="Z"), sensitivity=1e9).reason.startswith("no P/S pick pair")
+
+
+def test_no_s_pick_gives_an_upper_bound_from_the_event_duration(rjob):
+    """2 s around P (too short for the S picker): with the event's trigger times, ML at the
+    largest distance the event allows, never below the ML at the true (S-P) distance."""
+    p = RJOB_START + P_S
+    short = rjob.slice(p - 1, p + 1)
+    assert event_ml(short, sensitivity=1e9).ml is None  # without trigger times: no bound
+    res = event_ml(short, sensitivity=1e9, trigger_on=p, trigger_off=p + 1.0)
+    d = res.to_dict()
+    assert d["ml_method"] == "distance bound" and d["s_minus_p_max_s"] == 1.0
+    assert d["distance_max_km"] == pytest.approx(hypocentral_distance_km(1.0), abs=1e-3)
+    assert d["reason"].startswith("no P/S pick pair") and "upper bound" in d["reason"]
+    horiz = []
+    for tr in short.select(component="[NE]"):
+        t = tr.copy()
+        t.data = t.data / 1e9
+        horiz.append(t)
+    at_true = local_magnitude(horiz, None, hypocentral_distance_km(S_S - P_S))
+    assert res.ml >= at_true
+    # a longer event allows a larger distance: a larger bound; the S-P method is marked too
+    longer = event_ml(short, sensitivity=1e9, trigger_on=p, trigger_off=p + 5.0)
+    assert longer.ml > res.ml and longer.to_dict()["distance_max_km"] > d["distance_max_km"]
+    full = event_ml(rjob.slice(p - 2, p + 6), sensitivity=1e9, trigger_on=p, trigger_off=p + 3)
+    assert full.to_dict()["ml_method"] == "S-P"
+    # no horizontal: no bound either, and the reason says so
+    z = event_ml(short.select(component="Z"), sensitivity=1e9, trigger_on=p, trigger_off=p + 1)
+    assert z.ml is None and z.reason.endswith("no horizontal component for a bounded ML")

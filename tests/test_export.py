@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from edge.cli import main  # noqa: E402
 from edge.model.format import DEFAULT_BUNDLE  # noqa: E402
+from edge.model.inference import EventClassifier  # noqa: E402
 from edge.model.keys import default_trusted_keys  # noqa: E402
 from edge.model.verify import inspect_bundle, verify_bundle  # noqa: E402
-from edge.cli import main  # noqa: E402
-from edge.model.inference import EventClassifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,8 +87,8 @@ def test_int8_agrees_with_fp32_on_the_same_windows(tiny_bundle, tmp_path, capsys
                                                                ("model.fp32.onnx", False)]
     vb = verify_bundle(out, trusted_keys=[tiny_bundle["pub"]])
     from edge.model.inference import OnnxRunner, WindowPredictor
-    from trainer.data import load_dataset
     from edge.signal.preprocess import WindowSpec
+    from trainer.data import load_dataset
 
     arrays, _ = load_dataset(tiny_bundle["ds"], WindowSpec(), tuple(m["classes"]), progress=False,
                              use_cache=False)

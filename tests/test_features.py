@@ -129,7 +129,8 @@ def test_attributes_finite_on_edge_cases():
     assert a[A["rms_n_over_z"]] == 0.0 and a[A["rms_e_over_z"]] == 0.0
     x = np.zeros((3, N))
     x[0, 1234] = 1e-30  # one tiny spike, horizontals zero
-    cases = [x, rng.standard_normal((3, N)), np.stack([np.ones(N), np.zeros(N), np.zeros(N)]), 1e12 * rng.standard_normal((3, N))]
+    cases = [x, rng.standard_normal((3, N)), np.stack([np.ones(N), np.zeros(N), np.zeros(N)]),
+             1e12 * rng.standard_normal((3, N))]
     for data in cases:
         assert np.all(np.isfinite(attributes(data, FS)))
 

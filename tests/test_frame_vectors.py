@@ -1,13 +1,9 @@
-"""The frames of ``shared/spec/vectors.json``: decoded exactly, re-encoded byte for byte.
+"""The frames of ``firmware_bridge/spec/vectors.json``: decoded exactly, re-encoded byte for byte.
 
 ``vectors.json`` is the contract between the firmware encoder and the host decoder
-(``shared/spec/digitizer-frame.md``); every implementation must reproduce it bit for bit.
+(``docs/spec/digitizer-frame.md``); every implementation must reproduce it bit for bit.
 """
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,26 +29,9 @@ from firmware_bridge.protocol import (
     crc16_ccitt_false,
     crc32_iso_hdlc,
 )
+from firmware_bridge.spec import load_vectors
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _vectors_path() -> Path:
-    """``shared/`` lies beside the checkout (CI: beside the fresh clone); ``MICROSEIS_SPEC``
-    (the spec folder, as in ``conftest.py``) overrides."""
-    candidates = []
-    if os.environ.get("MICROSEIS_SPEC"):
-        candidates.append(Path(os.environ["MICROSEIS_SPEC"]) / "vectors.json")
-    candidates += [REPO.parent / "shared" / "spec" / "vectors.json",
-                   REPO / "shared" / "spec" / "vectors.json"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError("shared/spec/vectors.json not found; looked in "
-                            + ", ".join(str(p) for p in candidates))
-
-
-VECTORS = json.loads(_vectors_path().read_text(encoding="utf-8"))
+VECTORS = load_vectors()
 BY_TYPE = {t: [v for v in VECTORS if v["type"] == t] for t in (TYPE_SAMPLES, TYPE_STATUS, TYPE_LOG)}
 SAMPLE_VECTORS = BY_TYPE[TYPE_SAMPLES]
 

@@ -14,8 +14,17 @@ import pytest
 
 from edge.cli.listen_format import EVENT_SCHEMA, format_message, json_line, message_problems, parse_topic
 from edge.comms.messages import EventEnd, EventNew, Health, Magnitude, ModelRef, ModelState
-from tests.broker import (Broker, Subscriber, broker, find_mosquitto, free_port,  # noqa: F401
-                          make_password_file, make_test_pki, TcpGate)
+from tests.broker import (  # noqa: F401
+    Broker,
+    Subscriber,
+    TcpGate,
+    broker,
+    find_mosquitto,
+    free_port,
+    make_password_file,
+    make_test_pki,
+)
+from tests.util import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
@@ -341,9 +350,7 @@ def test_listen_reconnects_after_broker_restart(broker: Broker) -> None:
     with Subscriber.of(broker, topic="unused/#") as pub:
         pub.publish("microseis/XX.S1/events", enc(new_msg()))
     broker.restart(down_s=0.2)
-    deadline = time.monotonic() + 10
-    while not any("reconnected" in line for line in ls.err) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for(lambda: any("reconnected" in line for line in ls.err), 10), ls.err
     with Subscriber.of(broker, topic="unused/#") as pub:
         pub.publish("microseis/XX.S1/events", enc(end_msg()))
     rc, out, err = ls.finish()

@@ -22,8 +22,8 @@ import obspy  # noqa: E402
 from obspy import Stream, Trace, UTCDateTime  # noqa: E402
 
 from edge.cli import main  # noqa: E402
-from edge.signal.dataset import iter_windows, read_labels  # noqa: E402
 from edge.model.inference import EventClassifier  # noqa: E402
+from edge.signal.dataset import iter_windows, read_labels  # noqa: E402
 from edge.signal.picking import pick_trigger  # noqa: E402
 from edge.signal.resample import resample_trace  # noqa: E402
 

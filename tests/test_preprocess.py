@@ -40,7 +40,9 @@ def loc_rjob() -> tuple[Stream, UTCDateTime]:
 def synthetic(fs: float, func, duration: float = 40.0, channels=("HHZ",), station="SYN") -> Stream:
     t = np.arange(int(round(duration * fs))) / fs
     return Stream(
-        [Trace(np.asarray(func(t), dtype=np.float64), header=dict(network="XX", station=station, channel=ch, sampling_rate=fs, starttime=T0)) for ch in channels]
+        [Trace(np.asarray(func(t), dtype=np.float64),
+               header=dict(network="XX", station=station, channel=ch, sampling_rate=fs, starttime=T0))
+         for ch in channels]
     )
 
 
@@ -63,7 +65,8 @@ def test_spec_defaults_and_round_trip():
 
 
 def test_component_names_and_factors():
-    assert [component_of(c) for c in ("EHZ", "EHN", "EHE", "HH1", "HH2", "LOG", "")] == ["Z", "N", "E", "N", "E", None, None]
+    channels = ("EHZ", "EHN", "EHE", "HH1", "HH2", "LOG", "")
+    assert [component_of(c) for c in channels] == ["Z", "N", "E", "N", "E", None, None]
     assert [resample_factors(fs, 250.0) for fs in (50, 100, 200, 250, 500, 1000)] == [
         (5, 1), (5, 2), (5, 4), (1, 1), (1, 2), (1, 4)]
     with pytest.raises(PreprocessError, match="exceed"):

@@ -92,7 +92,8 @@ def test_non_numeric_rates_are_refused(rate):
 
 def test_resample_trace_bad_rate_names_trace_and_rate():
     tr = Trace(noise(100), header=dict(network="XX", station="S", channel="HHZ", sampling_rate=333.3333))
-    with pytest.raises(ValueError, match=r"XX\.S\.\.HHZ: input sampling rate 333\.3333 Hz cannot be resampled to 250 Hz"):
+    with pytest.raises(ValueError,
+                       match=r"XX\.S\.\.HHZ: input sampling rate 333\.3333 Hz cannot be resampled to 250 Hz"):
         resample_trace(tr, 250.0)
     with pytest.raises(ValueError, match=r"XX\.S\.\.HHZ: output sampling rate must be a finite rate"):
         resample_trace(tr, float("nan"))
@@ -188,7 +189,8 @@ def test_equal_rates_pass_samples_through_as_copies():
     assert x[0] != -1.0
     assert rs.flush().size == 0 and rs.n_out == 0  # flush resets
     ints = np.arange(10, dtype=np.int16)
-    assert np.array_equal(resample_array(ints, 250.0, 250.0), ints) and resample_array(ints, 250, 250).dtype == np.float64
+    assert np.array_equal(resample_array(ints, 250.0, 250.0), ints)
+    assert resample_array(ints, 250, 250).dtype == np.float64
     tr = Trace(x.copy(), header=dict(sampling_rate=250.0, starttime=T0))
     out = resample_trace(tr, 250.0)
     assert out.data.tobytes() == x.tobytes() and out.stats.starttime == T0
@@ -307,8 +309,9 @@ def test_preprocess_low_rate_warns_once(caplog):
     from edge.signal import preprocess
 
     t = np.arange(40 * 50) / 50.0
-    st = Stream([Trace(1e4 * np.sin(2 * np.pi * 5.0 * t), header=dict(network="XX", station="LOW", channel=f"HH{c}",
-                                                                       sampling_rate=50.0, starttime=T0)) for c in "ZNE"])
+    st = Stream([Trace(1e4 * np.sin(2 * np.pi * 5.0 * t),
+                       header=dict(network="XX", station="LOW", channel=f"HH{c}", sampling_rate=50.0, starttime=T0))
+                 for c in "ZNE"])
     preprocess._warned_upsampled.discard(("XX.LOW..HHZ", 50.0, 250.0))
     with caplog.at_level(logging.WARNING, logger="edge.signal.preprocess"):
         w1 = preprocess_stream(st, T0 + 20.0)
@@ -326,7 +329,8 @@ def test_components_at_different_rates_are_each_resampled():
     for c, fs in fs_by.items():
         t = np.arange(int(30 * fs)) / fs
         x = 1e4 * np.sin(2 * np.pi * 4.0 * t) * np.exp(-0.5 * ((t - 16.0) / 1.0) ** 2)
-        traces.append(Trace(x, header=dict(network="XX", station="MIX", channel=f"HH{c}", sampling_rate=fs, starttime=T0)))
+        traces.append(Trace(x, header=dict(network="XX", station="MIX", channel=f"HH{c}", sampling_rate=fs,
+                                           starttime=T0)))
     w = preprocess_stream(Stream(traces), T0 + 15.0)
     assert w.present == (True, True, True) and w.coverage == 1.0
     for row, tr in enumerate(traces):

@@ -317,7 +317,7 @@ def test_catalogue_errors_name_file_line_and_field(tmp_path, row, message):
     ("time,label,label", [], "cat.csv line 1: header: column 'label' appears twice"),
     ("time,label,site", ["2026-05-01T00:00:01Z,fracture,S1", "2026-05-01T00:00:02Z,fracture, "],
      "cat.csv line 3: site: empty"),
-    ("time,label,duration_s", ["2026-05-01T00:00:01Z,fracture,0"], "cat.csv line 2: duration_s: '0' is out of range"),
+    ("time,label,duration_s", ["2026-05-01T00:00:01Z,fracture,-1"], "cat.csv line 2: duration_s: '-1' is out of range"),
 ])
 def test_catalogue_header_errors(tmp_path, header, rows, message):
     with pytest.raises(CatalogError) as exc:

@@ -7,11 +7,9 @@ the recording's own sample at that time: no fake samples, whatever the faults.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from firmware_bridge.protocol import SampleBlock, StreamConfig
 from firmware_bridge.serial_reader import LinkEvent, SerialReader, SerialSettings
 from firmware_bridge.simulator import SimulatorConfig, VirtualDigitizer
 from firmware_bridge.sources import source_from_stream
+from tests.util import wait_stable
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux ptys")
 
@@ -53,11 +52,16 @@ def assert_exact(blocks: list[SampleBlock], source) -> int:
     return n
 
 
-def stop_when_drained(sim: VirtualDigitizer, reader: SerialReader, grace_s: float = 0.5) -> None:
-    """Stop the reader once the simulator has sent everything and the pty is drained."""
+def stop_when_drained(sim: VirtualDigitizer, reader: SerialReader) -> None:
+    """Stop the reader once the simulator has sent everything and the reader, connected to the
+    simulator's current pty (after every unplug), has read every byte of it."""
+    def drained() -> bool:
+        return (reader.stats.connects > sim.stats.unplugs and sim.port.is_open
+                and sim.port.pending_input() == 0)
+
     def watch():
         sim.finished.wait(60)
-        time.sleep(grace_s)
+        wait_stable(drained, timeout=30)
         reader.stop()
     threading.Thread(target=watch, daemon=True).start()
 
@@ -174,12 +178,13 @@ def test_port_that_appears_later_is_picked_up(tmp_path):
     link = str(tmp_path / "later")
     reader = SerialReader(settings(link), FrameDecoder())
     sims = []
-    threading.Timer(0.4, lambda: sims.append(VirtualDigitizer(
-        NoiseSource(seed=1), SimulatorConfig(speed=5), link=link).start())).start()
+    later = threading.Timer(0.4, lambda: sims.append(VirtualDigitizer(
+        NoiseSource(seed=1), SimulatorConfig(speed=5), link=link).start()))
+    later.start()
     try:
         blocks, events = collect(reader, lambda b, e: len(b) >= 5, duration_s=10)
     finally:
-        time.sleep(0.5)
+        later.join()  # the digitizer has appeared (or the timer was never due): stop it
         for s in sims:
             s.stop()
     assert events[0].kind == "open_failed" and any(e.kind == "connected" for e in events)

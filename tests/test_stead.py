@@ -53,7 +53,7 @@ def archive(tmp_path_factory):
     h5_path, csv_path = d / "waveforms.hdf5", d / "metadata.csv"
     with h5py.File(h5_path, "w") as f:
         g = f.create_group("data")
-        for name, cat, mag, mtype, p, s, kind in ROWS:
+        for name, cat, mag, _mtype, p, s, kind in ROWS:
             if kind is None:
                 continue
             if kind == "noise":

@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime, read
-from obspy.signal.trigger import (classic_sta_lta, coincidence_trigger, recursive_sta_lta,
-                                  trigger_onset)
+from obspy.signal.trigger import classic_sta_lta, coincidence_trigger, recursive_sta_lta, trigger_onset
 
 from edge.trigger import bandpass, stalta
-from edge.trigger.stream import (StaLtaStream, StreamingTrigger, Transition, TriggerConfig,
-                                 TriggerEvent, bandpass_sos)
+from edge.trigger.stream import StaLtaStream, StreamingTrigger, Transition, TriggerConfig, TriggerEvent, bandpass_sos
 
 UH_FILES = ["BW.UH1._.SHZ.D.2010.147.cut.slist.gz", "BW.UH2._.SHZ.D.2010.147.cut.slist.gz",
             "BW.UH3._.SHZ.D.2010.147.cut.slist.gz", "BW.UH4._.EHZ.D.2010.147.cut.slist.gz"]
@@ -466,9 +464,14 @@ def test_transition_interface_and_current_peak(uh: Stream) -> None:
 def test_defaults_and_round_trip() -> None:
     cfg = TriggerConfig()
     assert (cfg.method, cfg.sta_s, cfg.lta_s, cfg.on, cfg.off, cfg.freqmin, cfg.freqmax,
-            cfg.corners, cfg.min_duration_s, cfg.max_duration_s, cfg.dead_time_s, cfg.hold_s,
-            cfg.coincidence_sum, cfg.weights, cfg.warmup_s) == \
-        ("recstalta", 0.2, 10.0, 5.0, 1.5, 1.0, 20.0, 4, 0.0, 120.0, 0.0, 0.0, 1.0, {}, None)
+            cfg.bands, cfg.corners, cfg.min_duration_s, cfg.max_duration_s, cfg.dead_time_s,
+            cfg.hold_s, cfg.coincidence_sum, cfg.weights, cfg.warmup_s) == \
+        ("recstalta", 0.2, 10.0, 5.0, 1.5, None, None, [], 4, 0.0, 120.0, 0.0, 0.0, 1.0, {}, None)
+    # no band named: the station takes the bundle's; a lone trigger 1-20 Hz
+    assert cfg.configured_bands() is None and cfg.bands_hz() == [(1.0, 20.0)]
+    assert TriggerConfig(freqmin=10).bands_hz() == [(10.0, 20.0)]
+    two = TriggerConfig.from_dict({"bands": [[1, 20], [20, 120]]})
+    assert two.bands_hz() == [(1.0, 20.0), (20.0, 120.0)] and TriggerConfig.from_dict(two.to_dict()) == two
     full = TriggerConfig.from_dict({"method": "classicstalta", "sta_s": 1, "lta_s": 20,
                                     "weights": {"HHZ": 2, "XX.S1..HHN": 0.5}, "warmup_s": 30})
     assert full.sta_s == 1.0 and isinstance(full.sta_s, float) and full.weights == {"HHZ": 2.0, "XX.S1..HHN": 0.5}
@@ -485,6 +488,12 @@ BAD_CONFIG = [
     ({"off": 0}, "off: must be > 0, got 0"),
     ({"freqmin": 0}, "freqmin: must be > 0, got 0"),
     ({"freqmax": 0.5}, "freqmax: must be > freqmin = 1, got 0.5"),
+    ({"freqmin": 30}, "freqmin: must be < freqmax = 20, got 30"),
+    ({"bands": [[20, 10]]}, "bands[0]: must be [low, high] with 0 < low < high (Hz), got [20, 10]"),
+    ({"bands": [[1, 20, 30]]}, "bands[0]: must have exactly 2 items, got 3"),
+    ({"bands": [[1, "x"]]}, "bands[0][1]: expected a number, got string \"x\""),
+    ({"bands": 5}, "bands: expected an array of arrays of numbers, got integer 5"),
+    ({"bands": [[1, 20]], "freqmin": 2}, "bands: set either bands or freqmin/freqmax, not both"),
     ({"corners": 0}, "corners: must be within [1, 20], got 0"),
     ({"corners": 4.0}, "corners: expected an integer, got float 4.0"),
     ({"corners": True}, "corners: expected an integer, got boolean true"),
@@ -500,10 +509,10 @@ BAD_CONFIG = [
     ({"coincidence_sum": 0}, "coincidence_sum: must be > 0, got 0"),
     ({"weights": {"HHZ": -1}}, "weights.HHZ: must be >= 0, got -1"),
     ({"weights": {"HHZ": "x"}}, "weights.HHZ: expected a number, got string \"x\""),
-    ({"weights": [1.0]}, "weights: expected a table of numbers, got list [1.0]"),
+    ({"weights": [1.0]}, "weights: expected a table of numbers, got an array"),
     ({"warmup_s": -2}, "warmup_s: must be >= 0, got -2"),
     ({"method": "zdetect"}, "method: must be one of \"recstalta\", \"classicstalta\", got \"zdetect\""),
-    ({"method": 1}, "method: expected a string, got integer 1"),
+    ({"method": 1}, "method: expected one of \"recstalta\", \"classicstalta\", got integer 1"),
     ({"sta": 0.3}, "sta: unknown key (did you mean sta_s?)"),
 ]
 
@@ -516,7 +525,7 @@ def test_bad_config_names_the_key(d: dict, message: str) -> None:
 
 
 def test_every_problem_is_reported_and_direct_construction_is_checked() -> None:
-    with pytest.raises(ValueError, match=r"^sta_s: must be > 0, got -1; off: must be > 0, got 0$"):
+    with pytest.raises(ValueError, match=r"^sta_s: must be > 0, got -1\noff: must be > 0, got 0$"):
         TriggerConfig.from_dict({"sta_s": -1, "off": 0})
     with pytest.raises(ValueError, match="^lta_s: "):
         StreamingTrigger(TriggerConfig(lta_s=0.1))

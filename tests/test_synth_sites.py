@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import obspy
 import pytest
+from conftest import microseis_cli
 
 from edge.signal.dataset import iter_windows, read_stations
 from edge.signal.magnitude import station_magnitude
 from trainer.synth.sites import SPLITS
-
-from conftest import microseis_cli
 
 
 def _synth(out: Path, *extra: str) -> Path:
@@ -97,4 +96,4 @@ def test_bad_sites_option_exits_2(tmp_path):
     assert res.returncode == 2 and "--sites" in res.stderr
     res = subprocess.run([sys.executable, "-m", "edge", "synth", "--out", str(tmp_path / "x"),
                           "--events-per-site", "0"], capture_output=True, text=True)
-    assert res.returncode == 2 and "events_per_site" in res.stderr
+    assert res.returncode == 2 and "--events-per-site" in res.stderr

@@ -26,8 +26,8 @@ from trainer.balance import (  # noqa: E402
     stratified_split,
     stratified_subsample,
 )
-from trainer.run import CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, load_run  # noqa: E402
 from trainer.config import TrainConfig, TrainError  # noqa: E402
+from trainer.run import CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, load_run  # noqa: E402
 from trainer.train import SYNTHETIC_NOTICE, train  # noqa: E402
 from trainer.training.inputs import augment_waveforms, magnitude_targets  # noqa: E402
 from trainer.training.validation import SPLIT_FILE, evaluate_arrays, validation_arrays  # noqa: E402
@@ -215,7 +215,7 @@ def test_missing_class_and_bad_rows(tiny, cache, tmp_path, capsys):
 def test_options_are_checked_and_runs_not_overwritten(cnn_run, tiny, cache, capsys):
     out = str(cnn_run[0].run_dir)
     assert microseis(["train", "--data", str(tiny), "--out", out + "_x", "--val-fraction", "0.9"]) == 2
-    assert "validation fraction" in capsys.readouterr().err
+    assert "--val-fraction: must be within (0, 0.5], got 0.9" in capsys.readouterr().err
     assert microseis(["train", "--data", str(tiny), "--out", out]) == 2
     assert "--force" in capsys.readouterr().err
     with pytest.raises(TrainError, match="max-labeled"):
@@ -273,3 +273,23 @@ def test_magnitude_targets_and_augmentation():
         else:
             expect[:, :1000 + k] = x[i, :, -k:]
         assert np.array_equal(out[i], sign[i] * expect)
+
+
+def test_train_options_come_from_train_config():
+    """Each option is declared once, in TrainConfig: the names the CLI offers are the registry's,
+    a bad value names its option, and the defaults are the config's."""
+    import argparse
+
+    from edge.schema.render import add_options, from_args
+    from trainer.config import MODEL_NAMES
+    from trainer.models.registry import MODELS
+
+    assert set(MODEL_NAMES) == set(MODELS)
+    parser = argparse.ArgumentParser()
+    add_options(parser, TrainConfig)
+    assert from_args(TrainConfig, parser.parse_args([])) == TrainConfig()
+    got = from_args(TrainConfig, parser.parse_args(["--no-augment", "--shift", "0.1", "--model", "cnn1d"]))
+    assert (got.augment, got.shift_s, got.model, got.flip) == (False, 0.1, "cnn1d", True)
+    bad = r"^--epochs: must be >= 1, got 0; --dropout: must be within \[0, 1\), got 1.5$"
+    with pytest.raises(TrainError, match=bad):
+        TrainConfig(epochs=0, dropout=1.5).validate()

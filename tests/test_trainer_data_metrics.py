@@ -6,7 +6,7 @@ import pytest
 
 from edge.signal.dataset import iter_windows
 from edge.signal.preprocess import normalize
-from trainer.data import EventArrays, dataset_description, load_dataset
+from trainer.data import dataset_description, load_dataset
 from trainer.metrics import classification_metrics, evaluation_metrics, magnitude_metrics
 
 
@@ -43,7 +43,7 @@ def test_unknown_labels_and_broken_files_are_row_errors(small_synth, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(small_synth, ds)
     lines = (ds / "labels.csv").read_text().splitlines()
-    header, first = lines[0], lines[1].split(",")
+    first = lines[1].split(",")
     blast = ",".join([first[0], "blast"] + first[2:])
     lines += [blast, "waveforms/missing.mseed,noise,,,"]
     (ds / "labels.csv").write_text("\n".join(lines) + "\n")

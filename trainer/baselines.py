@@ -56,8 +56,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class FeatureTransform:
         x[~np.isfinite(x)] = 0.0  # the station's features are finite; defensive only
         return x
 
-    def fit(self, features: np.ndarray, extra: np.ndarray | None = None) -> "FeatureTransform":
+    def fit(self, features: np.ndarray, extra: np.ndarray | None = None) -> FeatureTransform:
         x = self._raw(features, extra)
         if len(x) == 0:
             raise ValueError("no training events")
@@ -170,7 +171,7 @@ class PCAKMeansClassifier:
     cluster_purity_: np.ndarray | None = None
     classes_seen_: np.ndarray | None = field(default=None, repr=False)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> "PCAKMeansClassifier":
+    def fit(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> PCAKMeansClassifier:
         from sklearn.cluster import KMeans
         from sklearn.decomposition import PCA
 

@@ -4,8 +4,9 @@
 two model files with ``runtime``/``model_file``)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -1,126 +1,119 @@
-"""The training options (:class:`TrainConfig`, saved as ``run.json["train"]``) and
-:class:`TrainError`, the error for bad data or options.
+"""The training options (:class:`TrainConfig`, a msgspec Struct declared on
+:mod:`edge.schema`: type, default, bounds, meaning and ``microseis train`` option written once;
+saved as ``run.json["train"]``) and :class:`TrainError`, the error for bad data or options.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+import typing
+from typing import Annotated, Any, Literal
 
-from trainer.models.registry import MODELS
+import msgspec
+from msgspec import Meta
 
-__all__ = ["TrainConfig", "TrainError", "SCHEDULES", "BALANCES"]
+from edge.schema import ConfigError, validate
+from edge.schema.render import option_lines
 
-SCHEDULES = ("onecycle", "cosine", "constant")
-BALANCES = ("weighted", "smote", "none")
+__all__ = ["TrainConfig", "TrainError", "SCHEDULES", "BALANCES", "MODEL_NAMES"]
+
+Schedule = Literal["onecycle", "cosine", "constant"]
+Balance = Literal["weighted", "smote", "none"]
+#: the architectures of :data:`trainer.models.registry.MODELS` (a test keeps them equal; the
+#: registry imports torch, the options must not)
+ModelName = Literal["resnet18_cbam", "cnn1d", "spectrogram_cnn"]
+SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
+BALANCES: tuple[str, ...] = typing.get_args(Balance)
+MODEL_NAMES: tuple[str, ...] = typing.get_args(ModelName)
+
+DATA, OPTIM, STAGES = "data and output", "model and optimisation", "two-stage and transfer"
 
 
 class TrainError(ValueError):
     """Bad data or options: the message says what to fix (the CLI prints it, exit 2)."""
 
 
-@dataclass
-class TrainConfig:
-    """Every training option (saved as ``run.json["train"]``). Defaults = ``microseis train``."""
+def _opt(option: str, group: str = OPTIM, metavar: str | None = None) -> dict[str, Any]:
+    return {"cli": option, "group": group, **({"metavar": metavar} if metavar else {})}
 
-    #: registry name; None = ``resnet18_cbam``, or the ``--init`` run's architecture
-    model: str | None = None
-    epochs: int = 40
-    batch_size: int = 32
-    #: peak learning rate (one-cycle max; cosine after warm-up) of AdamW
-    lr: float = 2e-3
-    #: AdamW decoupled weight decay, on weights only (not biases / BatchNorm)
-    weight_decay: float = 1e-2
-    schedule: str = "onecycle"
-    #: fraction of the steps spent warming up (one-cycle ``pct_start`` / cosine linear warm-up)
-    warmup: float = 0.2
-    #: stop after this many epochs without a better validation score (0 = never stop early)
-    patience: int = 15
-    #: improvement of the score that counts
-    min_delta: float = 1e-4
-    #: score = macro_f1 + select_mag_weight * magnitude hit rate within +-0.3
-    select_mag_weight: float = 0.25
-    #: stratified validation fraction (when no separate validation folder is given)
-    val_fraction: float = 0.15
-    seed: int = 0
-    #: torch CPU threads (``torch.set_num_threads``)
-    threads: int = 2
-    #: lambda of the magnitude cross-entropy
-    mag_weight: float = 1.0
-    #: sigma (magnitude units) of the Gaussian soft magnitude target; 0 = one-hot bin
-    mag_sigma: float = 0.15
-    #: weighted (class-balanced sampling), smote, none
-    balance: str = "weighted"
-    #: augmentation of training batches (time shift, polarity flip, optional noise)
-    augment: bool = True
-    #: maximum time shift of the window, seconds (zero padded)
-    shift_s: float = 0.3
-    #: random polarity flip of all three components together
-    flip: bool = True
-    #: std of added Gaussian noise relative to the window peak (0 = off)
-    noise_std: float = 0.0
-    #: keep only this many labeled training events (stratified, seeded); None = all
-    max_labeled: int | None = None
-    #: stage-1 epochs (only with pre-training data)
-    pretrain_epochs: int = 20
-    #: stage-1 peak learning rate; None = ``lr``
-    pretrain_lr: float | None = None
-    #: stage-2 backbone learning rate = lr * this; None = 1.0 from scratch, 0.3 after
-    #: pre-training or ``--init``
-    backbone_lr_factor: float | None = None
-    #: stage-2 epochs with the backbone frozen (weights and BatchNorm statistics)
-    freeze_backbone_epochs: int = 0
-    #: MC-dropout probability of the heads; None = the architecture's default
-    dropout: float | None = None
-    #: MC-dropout passes for the validation metrics of the kept model
-    mc_passes: int = 20
-    #: at most this many batches per epoch (quick looks, tests); None = all
-    max_batches: int | None = None
-    #: gradient-norm clipping (0 = off)
-    grad_clip: float = 5.0
 
-    def validate(self) -> "TrainConfig":
-        problems = []
+def _f(doc: str, option: str | None = None, group: str = OPTIM, metavar: str | None = None,
+       **bounds: Any) -> Meta:
+    return Meta(description=doc, extra=_opt(option, group, metavar) if option else {}, **bounds)
 
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                problems.append(msg)
 
-        need(self.model is None or self.model in MODELS,
-             f"unknown model {self.model!r} (known: {', '.join(sorted(MODELS))})")
-        need(self.epochs >= 1, "epochs must be >= 1")
-        need(self.batch_size >= 2, "batch size must be >= 2")
-        need(self.lr > 0 and math.isfinite(self.lr), "lr must be > 0")
-        need(self.weight_decay >= 0, "weight decay must be >= 0")
-        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
-        need(0 <= self.warmup < 1, "warmup must be in [0, 1)")
-        need(self.patience >= 0, "patience must be >= 0")
-        need(0 < self.val_fraction <= 0.5, "validation fraction must be in (0, 0.5]")
-        need(self.seed >= 0, "seed must be >= 0")
-        need(self.threads >= 1, "threads must be >= 1")
-        need(self.mag_weight >= 0, "magnitude weight must be >= 0")
-        need(self.mag_sigma >= 0, "magnitude sigma must be >= 0")
-        need(self.balance in BALANCES, f"balance must be one of {', '.join(BALANCES)}")
-        need(0 <= self.shift_s <= 2.0, "shift must be in [0, 2] s")
-        need(self.noise_std >= 0, "noise std must be >= 0")
-        need(self.max_labeled is None or self.max_labeled >= 1, "max labeled must be >= 1")
-        need(self.pretrain_epochs >= 1, "pretrain epochs must be >= 1")
-        need(self.pretrain_lr is None or self.pretrain_lr > 0, "pretrain lr must be > 0")
-        need(self.backbone_lr_factor is None or self.backbone_lr_factor >= 0,
-             "backbone lr factor must be >= 0")
-        need(self.freeze_backbone_epochs >= 0, "freeze-backbone epochs must be >= 0")
-        need(self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)")
-        need(self.mc_passes >= 1, "MC passes must be >= 1")
-        need(self.max_batches is None or self.max_batches >= 1, "max batches must be >= 1")
-        need(self.grad_clip >= 0, "grad clip must be >= 0")
-        if problems:
-            raise TrainError("; ".join(problems))
-        return self
+class TrainConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Every training option (saved as ``run.json["train"]``). Defaults = ``microseis train``.
+    :meth:`validate` checks types and bounds (:class:`TrainError` naming the option)."""
+
+    model: Annotated[ModelName | None, _f("architecture; unset = resnet18_cbam, or the --init run's",
+                                             "--model")] = None
+    epochs: Annotated[int, _f("maximum epochs", "--epochs", metavar="N", ge=1)] = 40
+    batch_size: Annotated[int, _f("batch size", "--batch-size", metavar="N", ge=2)] = 32
+    lr: Annotated[float, _f("peak learning rate of AdamW (one-cycle maximum; cosine after warm-up)",
+                            "--lr", gt=0)] = 2e-3
+    weight_decay: Annotated[float, _f("AdamW weight decay on weights, not biases/BatchNorm",
+                                      "--weight-decay", metavar="WD", ge=0)] = 1e-2
+    schedule: Annotated[Schedule, _f("learning-rate schedule", "--schedule")] = "onecycle"
+    warmup: Annotated[float, _f("fraction of the steps warming up (one-cycle pct_start / cosine "
+                                "linear warm-up)", "--warmup", metavar="F", ge=0, lt=1)] = 0.2
+    patience: Annotated[int, _f("stop after N epochs without a better validation score; 0 = never",
+                                "--patience", metavar="N", ge=0)] = 15
+    min_delta: Annotated[float, _f("improvement of the score that counts", ge=0)] = 1e-4
+    select_mag_weight: Annotated[float, _f("validation score = macro-F1 + W x magnitude hit rate "
+                                           "within 0.3", "--select-mag-weight", metavar="W")] = 0.25
+    val_fraction: Annotated[float, _f("stratified validation fraction of --data (without --val)",
+                                      "--val-fraction", DATA, "F", gt=0, le=0.5)] = 0.15
+    seed: Annotated[int, _f("random seed", "--seed", ge=0)] = 0
+    threads: Annotated[int, _f("torch CPU threads", "--threads", metavar="N", ge=1)] = 2
+    mag_weight: Annotated[float, _f("weight of the magnitude cross-entropy", "--mag-weight",
+                                    metavar="L", ge=0)] = 1.0
+    mag_sigma: Annotated[float, _f("sigma of the Gaussian soft magnitude targets, magnitude units; "
+                                   "0 = one-hot", "--mag-sigma", metavar="S", ge=0)] = 0.15
+    balance: Annotated[Balance, _f("class balancing: weighted sampling, SMOTE, or none",
+                                   "--balance")] = "weighted"
+    augment: Annotated[bool, _f("augmentation of training batches (time shift, polarity flip, "
+                                "optional noise); off with --no-augment", "--no-augment")] = True
+    shift_s: Annotated[float, _f("maximum random time shift, seconds (zero padded)", "--shift",
+                                 metavar="S", ge=0, le=2)] = 0.3
+    flip: Annotated[bool, _f("random polarity flip of the three components together; off with "
+                             "--no-flip", "--no-flip")] = True
+    noise_std: Annotated[float, _f("add Gaussian noise of S x the window peak; 0 = off",
+                                   "--noise-std", metavar="S", ge=0)] = 0.0
+    max_labeled: Annotated[Annotated[int, Meta(ge=1)] | None, _f(
+        "use only N labeled training events (stratified, seeded); unset = all", "--max-labeled", DATA,
+        "N")] = None
+    pretrain_epochs: Annotated[int, _f("stage-1 epochs (with --pretrain-data)", "--pretrain-epochs",
+                                       STAGES, "N", ge=1)] = 20
+    pretrain_lr: Annotated[Annotated[float, Meta(gt=0)] | None, _f(
+        "stage-1 peak learning rate; unset = --lr", "--pretrain-lr", STAGES, "LR")] = None
+    backbone_lr_factor: Annotated[Annotated[float, Meta(ge=0)] | None, _f(
+        "backbone lr = F x lr; unset = 1.0 from scratch, 0.3 after pre-training or --init",
+        "--backbone-lr-factor", STAGES, "F")] = None
+    freeze_backbone_epochs: Annotated[int, _f("keep the backbone frozen (weights and BatchNorm "
+                                              "statistics) for the first K epochs",
+                                              "--freeze-backbone-epochs", STAGES, "K", ge=0)] = 0
+    dropout: Annotated[Annotated[float, Meta(ge=0, lt=1)] | None, _f(
+        "MC-dropout probability of the heads; unset = the architecture's default", "--dropout",
+        metavar="P")] = None
+    mc_passes: Annotated[int, _f("MC-dropout passes for the validation metrics of the kept model",
+                                 "--mc-passes", metavar="T", ge=1)] = 20
+    max_batches: Annotated[Annotated[int, Meta(ge=1)] | None, _f(
+        "at most N batches per epoch (quick looks, tests); unset = all", "--max-batches",
+        metavar="N")] = None
+    grad_clip: Annotated[float, _f("gradient-norm clipping; 0 = off", "--grad-clip", metavar="G",
+                                   ge=0)] = 5.0
+
+    def validate(self) -> TrainConfig:
+        """Check types and bounds; returns ``self``, raises :class:`TrainError` naming the
+        option of each bad value (``"--epochs: must be >= 1, got 0"``)."""
+        try:
+            return validate(self)
+        except ConfigError as exc:
+            raise TrainError("; ".join(option_lines(TrainConfig, exc))) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return msgspec.to_builtins(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in msgspec.structs.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -13,9 +13,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class EventArrays:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "EventArrays":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> EventArrays:
         """The events at ``idx`` (indices or a boolean mask), in that order."""
         idx = np.asarray(idx)
         if idx.dtype == bool:
@@ -74,7 +74,7 @@ class EventArrays:
         return {c: int(np.sum(self.y == i)) for i, c in enumerate(self.classes)}
 
     @classmethod
-    def concatenate(cls, parts: Sequence["EventArrays"]) -> "EventArrays":
+    def concatenate(cls, parts: Sequence[EventArrays]) -> EventArrays:
         if not parts:
             raise ValueError("nothing to concatenate")
         first = parts[0]
@@ -139,7 +139,7 @@ def load_dataset(
     require_labels: bool = True,
     progress: bool = True,
 ) -> tuple[EventArrays, list[RowError]]:
-    """Load a dataset folder (``shared/spec/dataset.md``) into :class:`EventArrays`.
+    """Load a dataset folder (``docs/spec/dataset.md``) into :class:`EventArrays`.
 
     Rows that cannot be used are returned as :class:`RowError` (file and line), never raised:
     unreadable files, missing components, NaNs, constant traces, unknown labels (not in

@@ -1,7 +1,7 @@
 """Evaluate a model on a labeled dataset folder: ``metrics.json``, ``predictions.csv``, figures.
 
 The model comes through a :class:`Scorer`, so the evaluation does not care whether it is a
-training run (torch, :class:`TorchRunScorer`) or -- later -- a signed model bundle with ONNX
+training run (torch, :class:`TorchRunScorer`) or a signed model bundle with ONNX (or TFLite)
 models. :func:`load_scorer` picks the scorer from the path:
 
 * a directory holding ``model.pt`` (or the ``model.pt`` file itself) -> :class:`TorchRunScorer`;
@@ -12,7 +12,7 @@ models. :func:`load_scorer` picks the scorer from the path:
 
 Outputs in ``out_dir`` (see ``docs/evaluation.md``)::
 
-    metrics.json      evaluation_metrics (shared/spec/cli.md) + model, data, skipped rows,
+    metrics.json      evaluation_metrics (docs/spec/cli.md) + model, data, skipped rows,
                       synthetic flags, uncertainty block, Grad-CAM note, list of figures
     predictions.csv   one row per event
     confusion.png  per_class.png  magnitude.png  uncertainty.png  curves.png  gradcam_<class>.png
@@ -25,9 +25,10 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -17,7 +17,7 @@ The spectrogram CNN is not supported (its map is time x frequency on another gri
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

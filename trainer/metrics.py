@@ -1,12 +1,11 @@
-"""Scores of a model on labeled events: the ``metrics.json`` of ``shared/spec/cli.md``.
+"""Scores of a model on labeled events: the ``metrics.json`` of ``docs/spec/cli.md``.
 
 numpy only, so baselines, training and evaluation score the same way.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -14,12 +14,13 @@ Uncertainty measures: :mod:`edge.model.predictions` (shared with the station).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from edge.signal.labels import N_MAG_BINS
 from edge.model.predictions import Predictions, normalized_entropy, predictions_from_samples
+from edge.signal.labels import N_MAG_BINS
 
 __all__ = ["Predictions", "predict", "predictions_from_samples", "normalized_entropy"]
 

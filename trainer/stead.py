@@ -51,9 +51,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime

@@ -34,10 +34,12 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+import msgspec
 import numpy as np
 import torch
 
@@ -120,7 +122,7 @@ def train(data: Sequence[str | Path], out: str | Path, config: TrainConfig | Non
     """
     t_start = time.perf_counter()
     say = say or print_stderr
-    cfg = replace(config or TrainConfig()).validate()
+    cfg = msgspec.structs.replace(config or TrainConfig()).validate()
     data = [data] if isinstance(data, (str, Path)) else list(data)
     if not data:
         raise TrainError("no --data folder given")
@@ -162,7 +164,7 @@ def train(data: Sequence[str | Path], out: str | Path, config: TrainConfig | Non
     factor = cfg.backbone_lr_factor
     if factor is None:
         factor = 0.3 if (two_stage or init is not None) else 1.0
-    cfg = replace(cfg, model=name, backbone_lr_factor=factor)
+    cfg = msgspec.structs.replace(cfg, model=name, backbone_lr_factor=factor)
 
     # --- labeled data and validation set
     loaded = load_folders(data, "--data", spec, cache_dir=cache_dir, use_cache=use_cache,

@@ -56,6 +56,7 @@ from edge.cli.listen_format import (
 )
 from edge.comms.mqtt_settings import MqttConfig
 from edge.comms.tls import tls_context
+from edge.schema import ConfigError
 
 __all__ = ["register", "run", "subscriptions"]
 
@@ -64,20 +65,9 @@ __all__ = ["register", "run", "subscriptions"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("listen", help="subscribe and print alerts as they arrive (the receiving side)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="localhost", help="broker host (localhost)")
-    p.add_argument("--port", type=int, default=None, help="broker port (1883; 8883 with TLS)")
-    p.add_argument("--prefix", default="microseis", help="topic prefix (microseis)")
+    add_broker_options(p, "listen")
     p.add_argument("--station", action="append", metavar="NET.STA", default=None,
                    help="station to follow, repeatable or comma-separated; 'all' (default) for every station")
-    p.add_argument("--username", default=None, help="broker user name (default: anonymous)")
-    p.add_argument("--password-file", metavar="FILE", default=None,
-                   help="file holding the broker password (first line)")
-    p.add_argument("--tls-ca", metavar="PEM", default=None,
-                   help="CA certificate that verifies the broker (turns TLS on)")
-    p.add_argument("--tls-cert", metavar="PEM", default=None, help="client certificate (mutual TLS)")
-    p.add_argument("--tls-key", metavar="PEM", default=None, help="client private key (mutual TLS)")
-    p.add_argument("--tls-insecure", action="store_true", help="skip the broker host-name check (testing only)")
-    p.add_argument("--client-id", default=None, help="MQTT client id (default: microseis-listen-<random>)")
     p.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="subscription QoS (1)")
     p.add_argument("--count", type=int, default=None, metavar="N", help="exit 0 after N messages")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="exit 0 after S seconds")
@@ -90,6 +80,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON line per message, {topic, payload, ...}; last line {\"summary\": ...}")
     p.set_defaults(func=run)
+
+
+def add_broker_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The broker options every MQTT client command takes (``--host`` ... ``--client-id``);
+    :func:`broker_config` turns them into an :class:`~edge.comms.mqtt_link.MqttConfig`."""
+    p.add_argument("--host", default="localhost", help="broker host (localhost)")
+    p.add_argument("--port", type=int, default=None, help="broker port (1883; 8883 with TLS)")
+    p.add_argument("--prefix", default="microseis", help="topic prefix (microseis)")
+    p.add_argument("--username", default=None, help="broker user name (default: anonymous)")
+    p.add_argument("--password-file", metavar="FILE", default=None,
+                   help="file holding the broker password (first line)")
+    p.add_argument("--tls-ca", metavar="PEM", default=None,
+                   help="CA certificate that verifies the broker (turns TLS on)")
+    p.add_argument("--tls-cert", metavar="PEM", default=None, help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", metavar="PEM", default=None, help="client private key (mutual TLS)")
+    p.add_argument("--tls-insecure", action="store_true", help="skip the broker host-name check (testing only)")
+    p.add_argument("--client-id", default=None, help=f"MQTT client id (default: microseis-{command}-<random>)")
 
 
 def _stations(values: list[str] | None) -> list[str]:
@@ -110,7 +117,8 @@ def subscriptions(prefix: str, stations: list[str]) -> list[str]:
             for leaf in ("availability", "events", "health", "model", "cmd/+/response")]
 
 
-def _config(args: argparse.Namespace):
+def broker_config(args: argparse.Namespace):
+    """The :func:`add_broker_options` values as a checked MqttConfig (CommandError names the option)."""
     password = None
     if args.password_file:
         try:
@@ -126,15 +134,15 @@ def _config(args: argparse.Namespace):
               username=args.username, password=password, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
               tls_key=args.tls_key, tls_insecure=args.tls_insecure)
     try:
-        cfg = MqttConfig(**kw)
-    except ValueError as exc:
-        key, _, problem = str(exc).partition(": ")
-        raise CommandError(f"--{key.replace('_', '-')}: {problem}") from None
-    _ssl_context(cfg)  # a missing or unreadable TLS file is an option error, before connecting
+        cfg = MqttConfig.from_dict(kw)
+    except ConfigError as exc:  # each problem under the option of its key
+        raise CommandError("; ".join(f"--{str(p.path[0]).replace('_', '-')}: {p.text}" if p.path else p.text
+                                     for p in exc.problems)) from None
+    ssl_context(cfg)  # a missing or unreadable TLS file is an option error, before connecting
     return cfg
 
 
-def _ssl_context(cfg: Any) -> ssl.SSLContext | None:
+def ssl_context(cfg: Any) -> ssl.SSLContext | None:
     """:func:`edge.comms.tls.tls_context`, its errors as one-line option errors."""
     try:
         return tls_context(cfg)
@@ -176,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
         raise CommandError("--connect-timeout must be > 0 seconds")
     stations = _stations(args.station)
-    cfg = _config(args)
-    ctx = _ssl_context(cfg)
+    cfg = broker_config(args)
+    ctx = ssl_context(cfg)
     schema = _load_schema(args.schema)
     filters = subscriptions(cfg.prefix, stations)
     where = f"{cfg.host}:{cfg.port}"

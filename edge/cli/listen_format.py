@@ -6,64 +6,21 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any
+
+from edge.comms.messages import event_schema
 
 __all__ = ["parse_topic", "parse_payload", "format_message", "message_problems", "json_line",
            "short", "EVENT_SCHEMA"]
 
-#: Copy of ``shared/spec/schemas/event.schema.json`` (interface version 1): the station's
-#: event messages (``new`` and ``end``). tests/test_listen.py checks that it equals the spec.
-EVENT_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "microseis/event/1",
-    "title": "Station event message",
-    "type": "object",
-    "required": ["schema", "type", "id", "station", "trigger_on"],
-    "properties": {
-        "schema": {"const": "microseis/event/1"},
-        "type": {"enum": ["new", "end"]},
-        "id": {"type": "string", "minLength": 8},
-        "station": {"type": "string", "minLength": 1},
-        "trigger_on": {"type": "string", "pattern": "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z$"},
-        "trigger_off": {"type": "string", "pattern": "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z$"},
-        "duration_s": {"type": "number", "minimum": 0},
-        "cft_peak": {"type": "number", "minimum": 0},
-        "class": {"type": "string", "minLength": 1},
-        "probabilities": {
-            "type": "object",
-            "minProperties": 2,
-            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
-        },
-        "uncertainty": {"type": "number", "minimum": 0, "maximum": 1},
-        "magnitude": {
-            "type": "object",
-            "required": ["ml", "model"],
-            "properties": {
-                "ml": {"type": ["number", "null"]},
-                "model": {"type": ["number", "null"]},
-                "reason": {"type": "string"},
-            },
-        },
-        "model": {
-            "type": "object",
-            "required": ["name", "version", "sha256"],
-            "properties": {
-                "name": {"type": "string"},
-                "version": {"type": "string"},
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-            },
-        },
-        "latency_ms": {"type": "number", "minimum": 0},
-    },
-    "if": {"properties": {"type": {"const": "end"}}},
-    "then": {
-        "required": ["trigger_off", "duration_s", "cft_peak", "class", "probabilities", "uncertainty",
-                     "magnitude", "model", "latency_ms"],
-    },
-}
+#: The JSON Schema of the station's event messages (``new`` and ``end``, interface version 1),
+#: generated from :mod:`edge.comms.messages`: the text of docs/spec/schemas/event.schema.json
+#: (tests/test_listen.py checks that they are equal).
+EVENT_SCHEMA: dict[str, Any] = event_schema()
 
-_REQUIRED = {"new": ["schema", "type", "id", "station", "trigger_on"]}
+_REQUIRED = {"new": EVENT_SCHEMA["required"]}
 _REQUIRED["end"] = _REQUIRED["new"] + EVENT_SCHEMA["then"]["required"]
 _AVAILABILITY = {"online": ("ONLINE", "station connected"),
                  "offline": ("OFFLINE", "station lost (its Last Will: gone without a clean stop)"),

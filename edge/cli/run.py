@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="station configuration (TOML)")
     p.add_argument("--check", action="store_true",
-                   help="validate the configuration and the model bundle, then exit")
+                   help="validate the configuration and the model bundle, then exit "
+                        "(writes nothing: no state folder, archive or outbox is created)")
     p.add_argument("--print-example-config", action="store_true",
                    help="print a commented configuration with every key and its default")
     p.set_defaults(func=run)
@@ -36,17 +37,21 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    from edge.station.daemon import Daemon, DaemonError
     from edge.comms.outbox import OutboxError
+    from edge.station.daemon import Daemon, DaemonError
 
     try:
-        daemon = Daemon(config)
+        # --check writes nothing: no state folder, archive, outbox or broker connection
+        daemon = Daemon(config, check_only=args.check)
     except (DaemonError, OutboxError, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     if args.check:
         info = daemon.classifier.info
         print(f"configuration {args.config}: ok; model {info.name} {info.version} ({info.file}, "
               f"{info.precision}{', synthetic training data' if info.synthetic else ''})")
-        daemon.outbox.close()
         return 0
-    return daemon.run()
+    try:
+        return daemon.run()
+    except DaemonError as exc:  # e.g. an unreadable replay file
+        daemon.outbox.close()
+        raise CommandError(str(exc)) from None

@@ -1,6 +1,7 @@
 """``microseis simulate``: a virtual digitizer on a pseudo-terminal.
 
-Streams frames per the digitizer spec, in real time or ``--speed X``, from ObsPy-readable
+Streams frames per the digitizer spec, in real time or ``--speed X`` (0 = no pacing: as fast as
+the reader takes them), from ObsPy-readable
 waveform files (scaled to counts) or synthetic noise, with optional fault injection.
 """
 from __future__ import annotations
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         print("warning: unplug changes the pty path; give --link PATH for a stable one", file=sys.stderr)
     print(f"virtual digitizer on {sim.port.path}" + (f" (link {args.link})" if args.link else ""),
           flush=True)
+    if args.speed == 0:
+        print("speed 0: no pacing: frames go as fast as the reader takes them (nothing is sent "
+              "while no one reads the pty)", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

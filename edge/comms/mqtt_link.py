@@ -9,7 +9,7 @@ Topics (``{base}`` = ``{prefix}/{station}``)::
     {base}/events                -> never retained, QoS ``cfg.qos`` (``end``: at least 1)
     {base}/health                -> retained, QoS 1
     {base}/model                 -> retained, QoS 1
-    {base}/model/push            <- subscribed, QoS 1: a signed bundle (bytes) -> on_model_push
+    {base}/model/push            <- subscribed, QoS 1: a signed push envelope (bytes) -> on_model_push
     {base}/cmd/{name}            <- subscribed (``cmd/+``), QoS 1: a request -> on_command
     {base}/cmd/{name}/response   -> QoS 1, not retained: respond()
 
@@ -61,8 +61,9 @@ import math
 import ssl
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -111,8 +112,9 @@ class MqttLink:
     Attributes:
         on_command: ``callable(name, payload_bytes)`` for each request on ``cmd/{name}``
             (called on the paho thread; retained requests are ignored).
-        on_model_push: ``callable(bundle_bytes)`` for each bundle on ``model/push`` (called on
-            the paho thread; a retained bundle identical to the last one is not delivered again).
+        on_model_push: ``callable(payload_bytes, retained)`` for each payload on ``model/push``
+            (called on the paho thread; a retained payload identical to the last one is not
+            delivered again; ``retained``: it came from the broker's store, e.g. after a restart).
         ack_latencies_ms: put -> PUBACK time (ms) of each ``end`` message put by this process
             (the newest 100 000).
 
@@ -140,7 +142,7 @@ class MqttLink:
         self._end_qos = max(1, int(cfg.qos))
 
         self.on_command: Callable[[str, bytes], None] | None = None
-        self.on_model_push: Callable[[bytes], None] | None = None
+        self.on_model_push: Callable[[bytes, bool], None] | None = None
 
         self._send_lock = threading.Lock()
         self._map_lock = threading.Lock()
@@ -239,7 +241,7 @@ class MqttLink:
 
     close = stop
 
-    def __enter__(self) -> "MqttLink":
+    def __enter__(self) -> MqttLink:
         self.connect()
         return self
 
@@ -382,7 +384,7 @@ class MqttLink:
                     return  # the same retained bundle again after a reconnect
                 self._last_push_digest = digest
                 if self.on_model_push is not None:
-                    self.on_model_push(payload)
+                    self.on_model_push(payload, bool(msg.retain))
             elif topic.startswith(self.topics.base + "/cmd/"):
                 name = topic[len(self.topics.base) + 5:]
                 if msg.retain:

@@ -13,7 +13,7 @@ class Topics:
     base: str
 
     @classmethod
-    def of(cls, prefix: str, station: str) -> "Topics":
+    def of(cls, prefix: str, station: str) -> Topics:
         if not station or any(c in station for c in "/+#"):
             raise ValueError(f"station: must be a non-empty id without '/', '+' or '#', got {station!r}")
         return cls(f"{prefix}/{station}")

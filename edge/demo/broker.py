@@ -123,7 +123,7 @@ class Broker:
             return [str(self.mosquitto), "-c", str(conf)]
         return [sys.executable, "-c", _AMQTT_SCRIPT, str(self.port)]
 
-    def start(self, timeout: float = 10.0) -> "Broker":
+    def start(self, timeout: float = 10.0) -> Broker:
         """Start the broker and wait until it accepts connections."""
         if self.running:
             return self
@@ -159,7 +159,7 @@ class Broker:
 
     kill = stop
 
-    def restart(self, down_s: float = 0.0, timeout: float = 10.0) -> "Broker":
+    def restart(self, down_s: float = 0.0, timeout: float = 10.0) -> Broker:
         """Kill, wait ``down_s`` seconds, start again on the same port."""
         self.stop()
         if down_s > 0:
@@ -178,7 +178,7 @@ class Broker:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -3,7 +3,7 @@
 
 Inputs (:func:`expand_inputs`):
 
-* a **dataset folder** (holds ``labels.csv``, ``shared/spec/dataset.md``): one row per
+* a **dataset folder** (holds ``labels.csv``, ``docs/spec/dataset.md``): one row per
   ``labels.csv`` row, in file order; the label's ``trigger_time`` is used
   (``trigger_source = "label"``) and picked with :func:`edge.signal.picking.pick_trigger` when
   empty (``"picked"``); the folder's ``stations.xml`` calibrates to m/s unless
@@ -32,14 +32,16 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
+from edge.model.inference import EventClassifier
 from edge.signal.dataset import (
     LABELS_FILE,
     DatasetError,
@@ -50,9 +52,8 @@ from edge.signal.dataset import (
     read_stations,
     response_for,
 )
-from edge.model.inference import EventClassifier
-from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
 from edge.signal.picking import TriggerPick, pick_trigger
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
 
 __all__ = [
     "BatchOptions",
@@ -343,6 +344,24 @@ def _pick_notes(pick: TriggerPick) -> list[str]:
     return []
 
 
+def check_component_rates(st: Stream, spec: WindowSpec) -> None:
+    """Refuse components that cannot carry the model's band: a sampling rate whose Nyquist
+    frequency is at or below ``spec.freqmin`` (e.g. a 1 Hz channel next to 250 Hz ones) holds
+    nothing the model looks at, and resampling it up would only invent a window. The message
+    names every channel and its rate.
+
+    Raises:
+        DatasetError: naming the channels and rates.
+    """
+    rates = {tr.id: float(tr.stats.sampling_rate) for tr in st}
+    low = sorted(i for i, r in rates.items() if not r / 2.0 > spec.freqmin)
+    if low:
+        listing = ", ".join(f"{i} {rates[i]:g} Hz" for i in sorted(rates))
+        raise DatasetError(f"sampling rate too low for the model: {', '.join(low)} (Nyquist "
+                           f"{min(rates[i] for i in low) / 2:g} Hz at or below the model band's "
+                           f"{spec.freqmin:g} Hz); components: {listing}")
+
+
 def load_group(group: FileGroup, spec: WindowSpec, opts: BatchOptions) -> EventJob:
     """Read a group's files, pick the trigger on Z and preprocess (never raises)."""
     job = EventJob(group.path, station=_station_name(group.station), trigger_source="picked")
@@ -355,6 +374,7 @@ def load_group(group: FileGroup, spec: WindowSpec, opts: BatchOptions) -> EventJ
         st = Stream([tr for tr in st if tr.stats.endtime >= group.t0 and tr.stats.starttime <= group.t1])
         if not any(component_of(tr.stats.channel) == "Z" and tr.stats.npts > 0 for tr in st):
             raise DatasetError(f"no Z component (channels: {', '.join(sorted({tr.id for tr in st}))})")
+        check_component_rates(st, spec)
         pick = pick_trigger(st)
         job.trigger_time = pick.time
         job.notes.extend(_pick_notes(pick))

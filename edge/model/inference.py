@@ -19,18 +19,19 @@ No torch here.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from edge.model.format import BundleError, DEFAULT_BUNDLE
+from edge.model.format import DEFAULT_BUNDLE, BundleError
 from edge.model.keys import default_trusted_keys, load_trusted_keys
 from edge.model.manifest import ModelFile, StationCompat
+from edge.model.predictions import Predictions, predictions_from_samples
 from edge.model.runtime import open_onnx_session
 from edge.model.verify import VerifiedBundle, verify_bundle
-from edge.model.predictions import Predictions, predictions_from_samples
 from edge.signal.preprocess import Window, WindowSpec, normalize
 
 __all__ = ["ModelRunner", "OnnxRunner", "WindowPredictor", "EventClassifier", "ModelInfo", "RUNTIMES",
@@ -98,6 +99,8 @@ class ModelInfo:
     format: str
     precision: str
     synthetic: bool
+    #: sha256 of the bundle's manifest.json: what the station compares pushes against
+    identity: str = ""
 
     def to_message(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
@@ -210,12 +213,13 @@ class EventClassifier:
         self.mc_passes = self.predictor.mc_passes
         self.info = ModelInfo(name=m.name, version=m.version, sha256=bundle.sha256,
                               file=self.model_file.file, format=self.model_file.format,
-                              precision=self.model_file.precision, synthetic=m.synthetic)
+                              precision=self.model_file.precision, synthetic=m.synthetic,
+                              identity=bundle.identity)
 
     # ----------------------------------------------------------------------- loading
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, trusted_keys: Iterable[Any] | None = None,
-             station: StationCompat | None = None, **kw: Any) -> "EventClassifier":
+             station: StationCompat | None = None, **kw: Any) -> EventClassifier:
         """Verify the bundle at ``path`` (default: the shipped ``edge/models/default.msb``)
         against ``trusted_keys`` (default: the shipped ``edge/keys/*.pub``) and the
         station's channels/rate, then load it. Raises :class:`~edge.model.format.BundleError`."""

@@ -1,6 +1,12 @@
 """Installing bundles on a station: verify in a temporary directory, then switch the
 ``current`` symlink atomically (the old target becomes ``previous``); :func:`rollback`
 returns to the previous model; installs that are neither current nor previous are pruned.
+
+Anti-rollback: a bundle older than the model the station runs (SemVer order,
+:func:`edge.model.versions.compare_versions`) is refused unless the caller names its sha256 in
+``allow_downgrade`` (the daemon does so once, after a signed ``downgrade`` command); the
+bundle the station already runs (same identity: sha256 of its ``manifest.json``) changes
+nothing (``already_installed``).
 """
 from __future__ import annotations
 
@@ -11,8 +17,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -20,6 +26,7 @@ from edge.model.format import INSTALLED_BUNDLE_NAME, MANIFEST_NAME, MAX_BUNDLE_B
 from edge.model.keys import KeyLike
 from edge.model.manifest import Manifest, StationCompat
 from edge.model.verify import verify_bundle
+from edge.model.versions import compare_versions
 
 __all__ = [
     "install_bundle",
@@ -27,6 +34,7 @@ __all__ = [
     "current_model_dir",
     "previous_model_dir",
     "read_manifest",
+    "installed_identity",
 ]
 
 
@@ -84,6 +92,8 @@ def install_bundle(
     *,
     require_selftest: bool = True,
     max_bytes: int = MAX_BUNDLE_BYTES,
+    running: tuple[str, str] | None = None,
+    allow_downgrade: str | None = None,
 ) -> Path:
     """Verify ``data`` fully and make it the station's current model.
 
@@ -94,7 +104,13 @@ def install_bundle(
     previous are removed. On any failure a :class:`BundleError` is raised and ``current``,
     ``previous`` and the installed models are untouched, with no partial directory left.
 
-    Returns the new model directory (it holds every bundle entry plus ``bundle.msb``).
+    ``running``: ``(version, identity)`` of the model the station runs now (default: the
+    installed ``current`` one, if any). A bundle with the same identity raises
+    :class:`BundleError` code ``already_installed`` (nothing changes); an older version raises
+    code ``downgrade`` unless ``allow_downgrade`` is this bundle's sha256.
+
+    Returns the new model directory (it holds every bundle entry plus ``bundle.msb``), named
+    ``<name>-<version>-<first 12 hex digits of the identity>``.
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +119,8 @@ def install_bundle(
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=models_dir))
         try:
             vb = verify_bundle(data, trusted_keys, station=station, run_selftest=True, max_bytes=max_bytes)
+            _check_upgrade(vb.manifest.version, vb.identity, vb.sha256,
+                           running if running is not None else installed_identity(models_dir), allow_downgrade)
             if require_selftest and vb.selftest.get("status") != "passed":
                 raise BundleError(f"not installed: {vb.selftest.get('note', 'self-test did not run')}",
                                   "selftest")
@@ -116,10 +134,11 @@ def install_bundle(
                                       "io_error")
             _fsync_dir(tmp)
             m = vb.manifest
-            final = models_dir / f"{m.name}-{m.version}-{vb.sha256[:12]}"
+            final = models_dir / f"{m.name}-{m.version}-{vb.identity[:12]}"
             if final.exists():
-                same = (final / INSTALLED_BUNDLE_NAME).is_file() and hashlib.sha256(
-                    (final / INSTALLED_BUNDLE_NAME).read_bytes()).hexdigest() == vb.sha256
+                same = (final / MANIFEST_NAME).is_file() and hashlib.sha256(
+                    (final / MANIFEST_NAME).read_bytes()).hexdigest() == vb.identity \
+                    and (final / INSTALLED_BUNDLE_NAME).is_file()
                 if not same:
                     if final == current_model_dir(models_dir):
                         raise BundleError(f"{final.name} is the current model but its files are damaged; "
@@ -145,6 +164,32 @@ def install_bundle(
             shutil.rmtree(tmp, ignore_errors=True)
         _prune(models_dir)
     return final
+
+
+def _check_upgrade(version: str, identity: str, sha256: str, running: tuple[str, str] | None,
+                   allow_downgrade: str | None) -> None:
+    if running is None:
+        return
+    run_version, run_identity = running
+    if identity == run_identity:
+        raise BundleError(f"already installed: the station runs this model ({version}, identity "
+                          f"{identity[:12]})", "already_installed")
+    if compare_versions(version, run_version) < 0 and allow_downgrade != sha256:
+        raise BundleError(f"version {version} is older than the installed {run_version} (downgrade "
+                          "refused; send a signed downgrade command naming this bundle's sha256 first: "
+                          "microseis push-model --downgrade)", "downgrade")
+
+
+def installed_identity(models_dir: str | os.PathLike) -> tuple[str, str] | None:
+    """``(version, identity)`` of the installed current model, or None."""
+    cur = current_model_dir(models_dir) if Path(models_dir).is_dir() else None
+    if cur is None:
+        return None
+    try:
+        raw = (cur / MANIFEST_NAME).read_bytes()
+        return read_manifest(cur).version, hashlib.sha256(raw).hexdigest()
+    except (OSError, ValueError, BundleError):
+        return None
 
 
 def _write_synced(path: Path, body: bytes) -> None:

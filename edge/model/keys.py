@@ -1,4 +1,5 @@
-"""Trusted ed25519 public keys for bundle signatures and their key ids.
+"""ed25519 keys: the trusted public keys (bundle signatures, operator envelopes), their key ids,
+and the private-key loader of the signing side (``microseis keygen``'s ``.key`` files).
 
 A key id is the first 16 hex digits of the sha256 of the raw 32-byte public key.
 """
@@ -9,13 +10,14 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Union
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["KEYS_DIR", "KEY_ID_PATTERN", "KeyLike", "key_id", "load_public_key", "load_trusted_keys",
+           "load_private_key",
            "default_trusted_keys"]
 
 #: Public keys the station trusts by default: the project key's public half, ``*.pub``.
@@ -57,7 +59,7 @@ def load_public_key(path: str | os.PathLike) -> Ed25519PublicKey:
     return key
 
 
-KeyLike = Union[Ed25519PublicKey, bytes, str, os.PathLike]
+KeyLike = Ed25519PublicKey | bytes | str | os.PathLike
 
 
 def load_trusted_keys(items: Iterable[KeyLike]) -> dict[str, Ed25519PublicKey]:
@@ -83,3 +85,20 @@ def load_trusted_keys(items: Iterable[KeyLike]) -> dict[str, Ed25519PublicKey]:
 def default_trusted_keys() -> dict[str, Ed25519PublicKey]:
     """The keys shipped with the package in ``edge/keys/*.pub`` (may be none)."""
     return load_trusted_keys([KEYS_DIR]) if KEYS_DIR.is_dir() else {}
+
+
+def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
+    """The ed25519 private key in a PEM file (``microseis keygen``'s ``.key``: a model signing
+    key or an operator key); ``ValueError`` naming the file otherwise."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read private key {p}: {exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{p}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{p}: not an ed25519 private key ({type(key).__name__})")
+    return key

@@ -13,8 +13,9 @@ Uncertainty (all divided by ``log(C)``, C = number of classes, so they lie in [0
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Predictions:
         return self.mag_probs is not None
 
     @classmethod
-    def concatenate(cls, parts: Sequence["Predictions"]) -> "Predictions":
+    def concatenate(cls, parts: Sequence[Predictions]) -> Predictions:
         if not parts:
             raise ValueError("nothing to concatenate")
         kw: dict[str, Any] = {}

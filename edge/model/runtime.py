@@ -7,7 +7,7 @@ link-only or lean station install imports :mod:`edge.model` without either.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -22,8 +22,9 @@ cannot run some int8 op versions, slower). No torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -3,9 +3,11 @@
 :func:`verify_bundle` checks, in this order, and raises :class:`~edge.model.format.BundleError`
 with the exact reason at the first failure: size limit; ZIP structure (not a ZIP, truncated,
 compressed or encrypted entries, unsafe or duplicate names, too many entries);
-``manifest.json`` and ``signature.json`` present; signature file readable; signer trusted;
+ZIP container not canonical (bytes outside the entries, comment, extra fields, headers that
+differ from the writer's: :mod:`edge.model.container`); ``manifest.json`` and
+``signature.json`` present; signature file readable and canonical; signer trusted;
 signature valid; manifest JSON and fields; format version; files listed vs. present; sizes and
-sha256s; compatibility with the station; self-test of the default model. Nothing untrusted is
+sha256s; the ZIP CRC-32s; compatibility with the station; self-test of the default model. Nothing untrusted is
 parsed beyond the ZIP directory and the small signature file before the signature has been
 checked. :func:`inspect_bundle` reads what a bundle says about itself without verifying it.
 """
@@ -17,13 +19,14 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.model.container import read_entries, read_source
+from edge.model.container import check_crcs, read_container, read_entries, read_source
 from edge.model.format import (
     MANIFEST_NAME,
     MAX_BUNDLE_BYTES,
@@ -48,7 +51,8 @@ class VerifiedBundle:
 
     Attributes:
         manifest: the parsed manifest.
-        sha256: sha256 of the whole bundle file (hex); the bundle's identity.
+        sha256: sha256 of the whole bundle file (hex). The container is canonical, so this
+            follows from the entries; what the station compares is :attr:`identity`.
         size: bundle size, bytes.
         key_id: the trusted key that signed it.
         entries: every entry's verified bytes (``manifest.json``, ``signature.json``, files).
@@ -56,6 +60,8 @@ class VerifiedBundle:
             "outputs": {name: {"max_abs_diff", "atol"}}, "rows": n, "note": str}``.
         notes: remarks (downsampling, skipped checks, synthetic training data).
         path: the file it was read from, if any.
+        identity: sha256 of ``manifest.json`` (hex), the signed content: the bundle's identity
+            (two bundles with the same identity are the same model).
     """
 
     manifest: Manifest
@@ -66,6 +72,7 @@ class VerifiedBundle:
     selftest: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     path: str | None = None
+    identity: str = ""
 
     @property
     def default_model(self) -> ModelFile:
@@ -79,7 +86,7 @@ class VerifiedBundle:
         m = self.manifest
         return {
             "ok": True, "path": self.path, "name": m.name, "version": m.version,
-            "sha256": self.sha256, "size": self.size, "key_id": self.key_id,
+            "sha256": self.sha256, "identity": self.identity, "size": self.size, "key_id": self.key_id,
             "classes": list(m.classes), "created": m.created,
             "default_model": m.default_model.file, "synthetic": m.synthetic,
             "selftest": self.selftest, "notes": list(self.notes),
@@ -109,7 +116,7 @@ def verify_bundle(
     data, path = read_source(source, max_bytes)
     keys = dict(trusted_keys) if isinstance(trusted_keys, Mapping) else load_trusted_keys(trusted_keys)
     bundle_sha = hashlib.sha256(data).hexdigest()
-    entries = read_entries(data, max_entries)
+    entries, crcs = read_container(data, max_entries)
 
     for required in (MANIFEST_NAME, SIGNATURE_NAME):
         if required not in entries:
@@ -155,6 +162,7 @@ def verify_bundle(
         if got != want["sha256"]:
             raise BundleError(f"{name}: sha256 mismatch (manifest {want['sha256'][:16]}…, file "
                               f"{got[:16]}…)", "hash_mismatch")
+    check_crcs(entries, crcs)
 
     notes: list[str] = []
     _check_window(manifest, notes)
@@ -164,7 +172,8 @@ def verify_bundle(
         notes.append(f"SYNTHETIC training data: {manifest.training_data.get('notice', '')}")
 
     vb = VerifiedBundle(manifest=manifest, sha256=bundle_sha, size=len(data), key_id=signer,
-                        entries=entries, selftest={"status": "not run"}, notes=notes, path=path)
+                        entries=entries, selftest={"status": "not run"}, notes=notes, path=path,
+                        identity=hashlib.sha256(manifest_bytes).hexdigest())
     if run_selftest:
         vb.selftest = _run_selftest(manifest, entries)
         if vb.selftest["status"] == "skipped":
@@ -198,6 +207,12 @@ def parse_signature(raw: bytes) -> tuple[str, bytes]:
     if len(signature) != 64:
         raise BundleError(f"{SIGNATURE_NAME}: an ed25519 signature is 64 bytes, got {len(signature)}",
                           "bad_signature")
+    # the one entry the signature does not cover: it must be exactly what the writer makes
+    # (export.signing.signature_file), so its bytes cannot vary around the same signature
+    canonical = (json.dumps(sig, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    if set(sig) != {"format", "algorithm", "key_id", "signature"} or raw != canonical:
+        raise BundleError(f"{SIGNATURE_NAME} is not in canonical form (exactly the four fields, "
+                          "sorted, 2-space indent, as export.signing writes it)", "not_canonical")
     return kid, signature
 
 

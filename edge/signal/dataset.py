@@ -1,4 +1,4 @@
-"""Reader for the labeled dataset folder (``/work/shared/spec/dataset.md``): obspy + csv only.
+"""Reader for the labeled dataset folder (``docs/spec/dataset.md``): obspy + csv only.
 
 A folder holds ``labels.csv``, waveform files any ``obspy.read`` opens, and optionally
 ``stations.xml``. Every problem with a row becomes a :class:`RowError` naming the 1-based
@@ -33,15 +33,15 @@ import csv
 import logging
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, preprocess_stream
 from edge.signal.picking import find_trigger
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, preprocess_stream
 
 __all__ = [
     "DatasetError",

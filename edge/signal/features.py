@@ -109,7 +109,7 @@ _COMPONENT_ROWS = {"Z": 0, "N": 1, "E": 2}
 
 
 def _rows(
-    window: "Window | np.ndarray", sampling_rate: float | None
+    window: Window | np.ndarray, sampling_rate: float | None
 ) -> tuple[np.ndarray, float, tuple[bool, ...]]:
     """``(data (n_comp, n) float64, sampling_rate Hz, present)`` from a Window or array."""
     if hasattr(window, "data") and hasattr(window, "sampling_rate"):
@@ -158,7 +158,7 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
 
 
 def bossea_features(
-    window: "Window | np.ndarray",
+    window: Window | np.ndarray,
     sampling_rate: float | None = None,
     *,
     component: int | str = "Z",
@@ -246,7 +246,7 @@ def _envelope_features(x: np.ndarray, fs: float) -> tuple[float, float]:
     return i_peak / fs, -slope
 
 
-def attributes(window: "Window | np.ndarray", sampling_rate: float | None = None) -> np.ndarray:
+def attributes(window: Window | np.ndarray, sampling_rate: float | None = None) -> np.ndarray:
     """Seismic attributes (:data:`ATTRIBUTES`) for self-supervised pre-training.
 
     Args:

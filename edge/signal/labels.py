@@ -19,7 +19,7 @@ but is pulled towards the middle of the range when the distribution is wide.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

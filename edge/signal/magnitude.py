@@ -28,9 +28,12 @@ time. Only numpy, scipy and obspy: this module runs on the station.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+
+from edge.signal.iir import butter_sos
 
 __all__ = [
     "ML_HIGHPASS_HZ",
@@ -115,15 +118,17 @@ def wood_anderson_displacement(
     ``highpass_hz``: zero-phase 4-pole Butterworth high-pass before the simulation
     (``None`` to skip it).
     """
+    # deferred: obspy.signal and scipy.signal cost ~110 MB; only an event with a magnitude
+    # (a configured response) needs them, not the station's start or its trigger
     from obspy.signal.invsim import simulate_seismometer
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import sosfiltfilt
 
     x, fs = _as_array_and_rate(velocity, sampling_rate)
     x = x - x.mean()
     if highpass_hz:
         if not 0 < highpass_hz < fs / 2:
             raise ValueError(f"highpass_hz must lie in (0, {fs / 2}), got {highpass_hz}")
-        sos = butter(4, highpass_hz, btype="highpass", fs=fs, output="sos")
+        sos = butter_sos(4, highpass_hz / (fs / 2), "highpass")  # cached: scipy's butter
         padlen = min(x.size - 1, int(3 * fs / highpass_hz))
         x = sosfiltfilt(sos, x, padlen=padlen)
     return simulate_seismometer(

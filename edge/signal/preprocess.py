@@ -58,13 +58,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
-from obspy.signal.filter import bandpass
 
+from edge.signal.iir import bandpass  # ObsPy's bandpass, bit for bit, without obspy.signal's init
 from edge.signal.instrument import remove_response
 from edge.signal.resample import MAX_RESAMPLE_FACTOR, resample_array
 from edge.signal.resample import resample_factors as _resample_factors
@@ -175,7 +176,7 @@ class WindowSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "WindowSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> WindowSpec:
         """Inverse of :meth:`to_dict`. Unknown keys raise ``ValueError`` (a manifest from a
         newer contract must not be read silently as an older one); missing keys take the
         defaults."""

@@ -13,9 +13,10 @@ already divided by its peak). Per component:
 Normalisation is per example, *jointly over the three components* (so the relative level of
 Z, N and E survives): subtract the maximum, clip to the ``dynamic_range`` decades below it,
 and map ``[-dynamic_range, 0]`` linearly onto ``[0, 1]``. A silent (all-zero) component
-therefore becomes all zeros (and so does an all-zero example). Output is float32 ``(3, F, T)``; with the defaults and 3000
-samples ``F = 65`` (0, 1.95, ..., 125 Hz) and ``T = 45`` (segment centres at 0.256 s, then
-every 0.256 s). Deterministic: no randomness, no state.
+therefore becomes all zeros (and so does an all-zero example). Output is float32
+``(3, F, T)``; with the defaults and 3000 samples ``F = 65`` (0, 1.95, ..., 125 Hz) and
+``T = 45`` (segment centres at 0.256 s, then every 0.256 s). Deterministic: no randomness, no
+state.
 """
 from __future__ import annotations
 

@@ -28,8 +28,9 @@ import re
 import shutil
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
@@ -112,7 +113,7 @@ def _split_days(tr: Trace) -> list[Trace]:
         midnight = _day_start(start) + _DAY_S
         # first sample index at or after midnight (1 ns tolerance against rounding)
         k = max(i + 1, math.ceil((midnight - t0) * sr - 1e-6))
-        piece = Trace(data=data[i:k].copy(), header={
+        piece = Trace(data=data[i:k], header={  # a view: the buffer is the archive's own
             "network": tr.stats.network, "station": tr.stats.station,
             "location": tr.stats.location, "channel": tr.stats.channel,
             "sampling_rate": sr, "starttime": start})
@@ -121,20 +122,38 @@ def _split_days(tr: Trace) -> list[Trace]:
     return out
 
 
-def _join(traces: list[Trace]) -> list[Trace]:
-    """Contiguous traces of one channel (sorted, next starts one sample after the previous
-    ends, within half a sample) joined into one; gaps and overlaps stay separate traces."""
-    traces = sorted(traces, key=lambda t: t.stats.starttime)
-    out: list[Trace] = []
-    for tr in traces:
-        if out:
-            prev = out[-1]
-            sr = prev.stats.sampling_rate
-            expected = prev.stats.starttime + prev.stats.npts / sr
-            if tr.stats.sampling_rate == sr and abs(tr.stats.starttime - expected) < 0.5 / sr:
-                prev.data = np.concatenate([prev.data, tr.data])
-                continue
-        out.append(tr.copy())
+class _Segment:
+    """Contiguous int32 chunks of one channel, kept as the list of arrays they came in (no
+    copy per chunk; one concatenation at flush)."""
+
+    __slots__ = ("start", "start_ns", "rate", "parts", "npts")
+
+    def __init__(self, start: UTCDateTime, rate: float) -> None:
+        self.start, self.start_ns, self.rate = start, start.ns, rate
+        self.parts: list[np.ndarray] = []
+        self.npts = 0
+
+    def follows(self, start_ns: int, rate: float) -> bool:
+        """Whether a chunk starting at ``start_ns`` continues this segment (same rate, within
+        half a sample of the next sample's time)."""
+        return rate == self.rate and abs(start_ns - self.start_ns - self.npts * 1e9 / rate) < 0.5e9 / rate
+
+    def trace(self, key: tuple[str, str, str, str]) -> Trace:
+        data = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        net, sta, loc, cha = key
+        return Trace(data=data, header={"network": net, "station": sta, "location": loc, "channel": cha,
+                                        "sampling_rate": self.rate, "starttime": self.start})
+
+
+def _merge(segments: list[_Segment]) -> list[_Segment]:
+    """Segments in time order, contiguous ones joined (a chunk that arrived late)."""
+    out: list[_Segment] = []
+    for seg in sorted(segments, key=lambda g: g.start_ns):
+        if out and out[-1].follows(seg.start_ns, seg.rate):
+            out[-1].parts += seg.parts
+            out[-1].npts += seg.npts
+        else:
+            out.append(seg)
     return out
 
 
@@ -164,7 +183,7 @@ class SdsArchive:
         self.max_disk_fraction = float(max_disk_fraction)
         self.flush_s = float(flush_s)
         self.disk_usage = disk_usage
-        self._buf: dict[tuple[str, str, str, str], list[Trace]] = defaultdict(list)
+        self._buf: dict[tuple[str, str, str, str], list[_Segment]] = defaultdict(list)
         self._buffered_s: dict[tuple[str, str, str, str], float] = defaultdict(float)
         self._lock = threading.RLock()
         self.bytes_written = 0
@@ -181,15 +200,39 @@ class SdsArchive:
             if not tr.stats.npts:
                 continue
             for piece in (tr.split() if np.ma.isMaskedArray(tr.data) else [tr]):
-                c = piece.copy()
-                c.data = to_counts(piece.data)
-                prepared.append(c)
+                st = piece.stats
+                prepared.append(((st.network, st.station, st.location, st.channel), piece.data,
+                                 st.starttime, float(st.sampling_rate)))
+        self._append(prepared)
+
+    def append(self, seed_id: str, data: np.ndarray, starttime: UTCDateTime, sampling_rate: float) -> None:
+        """Buffer one chunk of raw counts of channel ``seed_id`` (``NET.STA.LOC.CHA``) starting
+        at ``starttime``, ``sampling_rate`` in Hz: :meth:`write` without building a Trace (the
+        station's path: one int32 copy of the chunk, no ``Trace.copy``). ValueError as
+        :meth:`write`."""
+        net, sta, loc, cha = seed_id.split(".")
+        self._append([((net, sta, loc, cha), data, starttime, float(sampling_rate))])
+
+    def _append(self, chunks: list[tuple[tuple[str, str, str, str], np.ndarray, UTCDateTime, float]]) -> None:
+        prepared = []
+        for key, data, start, rate in chunks:  # check them all before buffering any
+            counts = to_counts(data)
+            if counts is data or np.shares_memory(counts, data):
+                counts = counts.copy()  # the caller may reuse its buffer
+            prepared.append((key, counts, start, rate))
         with self._lock:
             due = set()
-            for tr in prepared:
-                key = (tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel)
-                self._buf[key].append(tr)
-                self._buffered_s[key] += tr.stats.npts / tr.stats.sampling_rate
+            for key, counts, start, rate in prepared:
+                if not counts.size:
+                    continue
+                segments = self._buf[key]
+                start_ns = start.ns
+                if not segments or not segments[-1].follows(start_ns, rate):
+                    segments.append(_Segment(start, rate))
+                seg = segments[-1]
+                seg.parts.append(counts)
+                seg.npts += counts.size
+                self._buffered_s[key] += counts.size / rate
                 if self._buffered_s[key] >= self.flush_s:
                     due.add(key)
             for key in due:
@@ -207,7 +250,7 @@ class SdsArchive:
         """Flush; the archive stays usable (a later write buffers again)."""
         self.flush()
 
-    def __enter__(self) -> "SdsArchive":
+    def __enter__(self) -> SdsArchive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -220,11 +263,11 @@ class SdsArchive:
             return max(self._buffered_s.values(), default=0.0)
 
     def _flush_key(self, key: tuple[str, str, str, str]) -> list[Path]:
-        traces = self._buf.pop(key, [])
+        segments = self._buf.pop(key, [])
         self._buffered_s.pop(key, None)
         by_file: dict[Path, list[Trace]] = defaultdict(list)
-        for tr in _join(traces):
-            for piece in _split_days(tr):
+        for seg in _merge(segments):
+            for piece in _split_days(seg.trace(key)):
                 by_file[sds_path(self.root, *key, piece.stats.starttime)].append(piece)
         for path, pieces in sorted(by_file.items()):
             blob = _encode(pieces)
@@ -280,6 +323,25 @@ class SdsArchive:
                     log.warning("archive %s: disk still %.0f%% full after pruning every old day-file",
                                 self.root, 100 * self._fraction())
         return removed
+
+    def make_room(self, min_free_bytes: int = 64 * 1024 * 1024, now: UTCDateTime | None = None) -> list[Path]:
+        """The disk is full (a write failed with ENOSPC): delete the oldest day-files (never
+        today's) until at least ``min_free_bytes`` are free on the archive's filesystem --
+        the archive gives way before alerts do. Returns the removed paths."""
+        today = _day_start(UTCDateTime() if now is None else now)
+        removed: list[Path] = []
+        with self._lock:
+            old = [p for day, p in self.day_files() if day < today]
+            while old and self._free() < min_free_bytes:
+                removed += self._remove(old.pop(0))
+        if removed:
+            log.warning("archive %s: disk full: removed %d old day-file(s) to make room",
+                        self.root, len(removed))
+        return removed
+
+    def _free(self) -> int:
+        root = self.root if self.root.exists() else self.root.parent
+        return int(self.disk_usage(root)[2])
 
     def _fraction(self) -> float:
         usage = self.disk_usage(self.root)

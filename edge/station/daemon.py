@@ -4,12 +4,14 @@ systemd watchdog.
 
 Threads: the main loop reads the source and runs the pipeline (trigger, classification,
 publishing to the outbox); paho-mqtt's network thread sends and receives. Commands and pushed
-bundles arriving on the network thread are queued and handled by the main loop, so the model
-is never swapped in the middle of an event.
+bundles arriving on the network thread go to the :class:`edge.station.commands.CommandDesk`:
+checked against the operators' keys (:mod:`edge.comms.auth`), rate-limited and run on its
+worker thread, never on the sample path. A new model (push, rollback) is verified and loaded
+there; the main loop only swaps the finished classifier in between chunks, so the model is
+never swapped in the middle of a chunk and the loop never waits for a command.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -17,25 +19,36 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from obspy import Stream, Trace, UTCDateTime, read_inventory
+from obspy import UTCDateTime
 
+from edge.comms.auth import Authenticator, Command, Push
 from edge.comms.messages import Health, ModelState, dumps, iso_utc
 from edge.comms.mqtt_link import MqttLink
 from edge.comms.outbox import Outbox
 from edge.comms.topics import Topics
 from edge.model.format import INSTALLED_BUNDLE_NAME, BundleError
 from edge.model.inference import EventClassifier
-from edge.model.install import current_model_dir, install_bundle, rollback
+from edge.model.install import install_bundle, rollback
 from edge.model.keys import default_trusted_keys, load_trusted_keys
 from edge.model.manifest import StationCompat
 from edge.station.archive import SdsArchive
+from edge.station.assemble import (
+    SetupError,
+    build_pipeline,
+    load_classifier,
+    open_bundle,
+    read_station_inventory,
+    station_compat,
+    trigger_setup,
+)
+from edge.station.commands import CommandDesk
 from edge.station.config import load_config
 from edge.station.input import Chunk, LinkCounters, LinkNote, replay_chunks, serial_chunks
-from edge.station.pipeline import EventPipeline, EventSettings
 from edge.station.sd_notify import Notifier
 from edge.trigger.stream import StreamingTrigger
 from firmware_bridge.faults import FaultSpec
@@ -47,8 +60,8 @@ __all__ = ["Daemon", "DaemonError", "ProcessStats"]
 log = logging.getLogger(__name__)
 
 
-class DaemonError(RuntimeError):
-    """The daemon cannot start (bad model, unreadable files); the message says why."""
+#: The daemon cannot start (bad model, unreadable files); the message says why.
+DaemonError = SetupError
 
 
 @dataclass
@@ -67,16 +80,28 @@ class ProcessStats:
         return round(pct, 1)
 
     @staticmethod
-    def rss_mb() -> float:
-        """Resident memory now (MB), from /proc; the peak from getrusage elsewhere."""
+    def _status_mb(key: str) -> float | None:
+        """A ``kB`` line of /proc/self/status (``VmRSS``, ``VmHWM``) in MB (1 MB = 1024 kB)."""
         try:
             with open("/proc/self/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(key + ":"):
                         return round(int(line.split()[1]) / 1024.0, 1)
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        return None
+
+    @classmethod
+    def rss_mb(cls) -> float:
+        """Resident memory now (MB): the kernel's VmRSS (what ``ps``/``top`` show)."""
+        now = cls._status_mb("VmRSS")
+        return now if now is not None else cls.rss_peak_mb()
+
+    @classmethod
+    def rss_peak_mb(cls) -> float:
+        """Peak resident memory since start (MB): VmHWM (getrusage's ru_maxrss without /proc)."""
+        peak = cls._status_mb("VmHWM")
+        return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 class _LinkPublisher:
@@ -103,16 +128,28 @@ class Daemon:
         source: optional iterator of chunks/notes replacing the configured source (tests,
             ``microseis demo``).
         on_end: called with every ``end`` message (``demo`` prints them).
+        check_only: validate and write nothing (``microseis run --check``): the model bundle,
+            the StationXML and the trigger settings are loaded, the folders the station would
+            create are only checked for being creatable; no state folder, archive, outbox or
+            MQTT link is opened. Such a daemon cannot :meth:`run`.
     """
 
+    #: while the outbox cannot write, retry writing its in-memory backlog this often (s)
+    OUTBOX_RETRY_S = 2.0
+
     def __init__(self, config, source: Iterator[Chunk | LinkNote] | None = None,
-                 on_end: Callable[[dict], None] | None = None, install_signals: bool = True) -> None:
+                 on_end: Callable[[dict], None] | None = None, install_signals: bool = True,
+                 check_only: bool = False) -> None:
         self.config = config
         self.stop_event = threading.Event()
         self.counters = LinkCounters()
         self.notifier = Notifier()
         self.process = ProcessStats()
-        self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        #: (classifier, model result) loaded by the command worker, swapped in by the main loop
+        self._swaps: queue.Queue[tuple[EventClassifier, dict[str, Any]]] = queue.Queue()
+        #: (bundle sha256, monotonic deadline) a signed downgrade command allowed once
+        self._downgrade: tuple[str, float] | None = None
+        self.desk: CommandDesk | None = None
         self._source_override = source
         self._on_end = on_end
         self._install_signals = install_signals
@@ -123,7 +160,13 @@ class Daemon:
         self.last_model_result: dict[str, Any] = {"status": "ok", "message": "started"}
         #: messages still in the outbox when :meth:`run` returned (None before)
         self.outbox_depth_at_exit: int | None = None
-        self._setup()
+        self._next_outbox_retry = 0.0
+        self.check_only = check_only
+        self._prepare()
+        if check_only:
+            self._check_writable()
+        else:
+            self._open()
 
     # ------------------------------------------------------------------ setup
     def _trusted_keys(self):
@@ -131,61 +174,105 @@ class Daemon:
         return load_trusted_keys(keys) if keys else default_trusted_keys()
 
     def _compat(self) -> StationCompat:
-        return StationCompat(channels=tuple(c[-1] for c in self.config.station.channels),
-                             sampling_rate=float(self.config.station.sampling_rate))
+        return station_compat(self.config)
 
     def _open_bundle(self, path: Path | str | None) -> EventClassifier:
         """Verify and load a bundle (None: the shipped default) the way this station runs it."""
-        m = self.config.model
-        return EventClassifier.load(path, trusted_keys=m.trusted_keys or None, station=self._compat(),
-                                    runtime=m.runtime, threads=m.threads, mc_passes=self.config.event.mc_passes)
+        return open_bundle(self.config, path)
 
-    def _load_classifier(self) -> EventClassifier:
-        m = self.config.model
-        path = m.bundle or None
-        installed = current_model_dir(self.models_dir) if self.models_dir.exists() else None
-        if installed is not None and not m.bundle:
-            path = installed / INSTALLED_BUNDLE_NAME  # a pushed model survives restarts
-        try:
-            return self._open_bundle(path)
-        except BundleError as exc:
-            raise DaemonError(f"model bundle {path or 'default'}: {exc}") from None
-
-    def _setup(self) -> None:
+    def _prepare(self) -> None:
+        """Everything that reads and validates but writes nothing: model, StationXML, trigger."""
         cfg = self.config
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.classifier = self._load_classifier()
+        if self._source_override is None and cfg.source.kind in ("replay", "simulate"):
+            if cfg.source.kind == "replay" and not cfg.source.files:
+                raise DaemonError("[source] files: a replay needs at least one waveform file")
+            for f in cfg.source.files:
+                if not Path(f).is_file():
+                    raise DaemonError(f"[source] files: no such file {f}")
+        self.classifier = load_classifier(cfg, self.models_dir)
         if self.classifier.info.synthetic:
             log.warning("model %s %s was trained on SYNTHETIC data: re-train or fine-tune it on this "
                         "site's labeled events", self.classifier.info.name, self.classifier.info.version)
-        inventory = None
-        if cfg.magnitude.stationxml:
-            try:
-                inventory = read_inventory(cfg.magnitude.stationxml)
-            except Exception as exc:  # noqa: BLE001
-                raise DaemonError(f"[magnitude] stationxml {cfg.magnitude.stationxml}: {exc}") from None
-        settings = EventSettings(pre_s=cfg.event.pre_s, post_s=cfg.event.post_s,
-                                 max_window_s=cfg.event.max_window_s, mc_passes=cfg.event.mc_passes,
-                                 sensitivity=cfg.magnitude.sensitivity, inventory=inventory,
-                                 vp_km_s=cfg.magnitude.vp_km_s, vs_km_s=cfg.magnitude.vs_km_s)
+        self._inventory = read_station_inventory(cfg)
+        trigger_cfg, self.warnings = trigger_setup(cfg, self.classifier)
+        for w in self.warnings:
+            log.warning("%s", w)
+        self._trigger = StreamingTrigger(trigger_cfg)
+
+    def _state_paths(self) -> list[tuple[str, Path]]:
+        """(config key, path) of every file or folder the station creates when it starts."""
+        cfg = self.config
+        paths = [("state.dir", self.state_dir),
+                 ("state.outbox", Path(cfg.state.outbox or self.state_dir / "outbox.sqlite"))]
+        if cfg.archive.enabled:
+            paths.append(("archive.path", Path(cfg.archive.path or self.state_dir / "archive")))
+        return paths
+
+    def _check_writable(self) -> None:
+        """Raise :class:`DaemonError` when a path of :meth:`_state_paths` could not be created
+        or written; looks only (the nearest existing folder above a missing path)."""
+        for key, path in self._state_paths():
+            is_file = key == "state.outbox"
+            if path.exists():
+                if path.is_dir() == is_file:
+                    raise DaemonError(f"{key} {path}: exists and is {'a' if is_file else 'not a'} folder")
+                target = path.parent if is_file else path
+            else:
+                target = path.parent
+                while not target.exists() and target != target.parent:
+                    target = target.parent
+                if not target.is_dir():
+                    raise DaemonError(f"{key} {path}: cannot be created ({target} is not a folder)")
+            if not os.access(target, os.W_OK | os.X_OK):
+                raise DaemonError(f"{key} {path}: cannot be written ({target} is not writable)")
+
+    def _open(self) -> None:
+        """Create the state folder, the archive, the outbox, the MQTT link and the pipeline."""
+        cfg = self.config
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.archive = None
         if cfg.archive.enabled:
             self.archive = SdsArchive(cfg.archive.path or self.state_dir / "archive",
                                       retention_days=cfg.archive.retention_days,
                                       max_disk_fraction=cfg.archive.max_disk_fraction)
         outbox_path = cfg.state.outbox or self.state_dir / "outbox.sqlite"
-        self.outbox = Outbox(outbox_path)
+        # a full disk: the archive gives way first (alerts wait in memory meanwhile)
+        self.outbox = Outbox(outbox_path, on_full=self._make_room)
         self.link = MqttLink(cfg.mqtt, self.station, self.outbox) if cfg.mqtt.enabled else None
         if self.link is not None:
             publisher = _LinkPublisher(self.link, self._on_end)
         else:
             publisher = _OfflinePublisher(self.outbox, Topics.of(cfg.mqtt.prefix, self.station).events,
                                           cfg.mqtt.qos, self._on_end)
-        self.pipeline = EventPipeline(self.station, StreamingTrigger(cfg.trigger), self.classifier,
-                                      publisher, settings, archive=_ArchiveFeed(self.archive) if self.archive else None)
+        self.pipeline = build_pipeline(cfg, self.station, self.classifier, publisher, self._inventory,
+                                       archive=self.archive, trigger=self._trigger)
         if self.link is not None:
-            self.link.on_command = lambda name, payload: self.commands.put(("cmd", (name, payload)))
-            self.link.on_model_push = lambda data: self.commands.put(("push", data))
+            self.desk = CommandDesk(
+                self._authenticator(),
+                {"health": self._cmd_health, "rollback": self._cmd_rollback, "reload": self._cmd_reload,
+                 "downgrade": self._cmd_downgrade},
+                self._apply_push, self.link.respond, self._report_push,
+                rate=cfg.auth.rate_per_s, burst=cfg.auth.burst)
+            self.link.on_command = self.desk.on_command
+            self.link.on_model_push = self.desk.on_push
+
+    def _authenticator(self) -> Authenticator:
+        a = self.config.auth
+        keys_dir = Path(a.keys_dir)
+        try:
+            keys = load_trusted_keys([keys_dir]) if keys_dir.is_dir() else {}
+        except ValueError as exc:
+            raise DaemonError(f"[auth] keys_dir: {exc}") from None
+        if not keys and not a.allow_unsigned:
+            log.warning("no operator keys in %s ([auth] keys_dir): every command and model push "
+                        "will be refused", keys_dir)
+        return Authenticator(self.station, keys, self.state_dir / "auth-replay.json", window_s=a.window_s,
+                             allow_unsigned=a.allow_unsigned)
+
+    def _make_room(self) -> None:
+        """The outbox cannot write: free disk space by pruning the oldest archive day-files."""
+        if self.archive is not None:
+            self.archive.make_room()
 
     # ------------------------------------------------------------------ source
     def _source(self) -> Iterator[Chunk | LinkNote]:
@@ -197,7 +284,17 @@ class Daemon:
             return serial_chunks(s.port, s.baud, net, sta, self.config.station.location,
                                  self.config.station.channels, self.stop_event, self.counters)
         if s.kind == "replay":
-            return replay_chunks(s.files, s.speed, self.stop_event)
+            from obspy import Stream, read
+
+            stream = Stream()
+            for f in s.files:  # read up front: an unreadable file is a one-line error, not a traceback
+                try:
+                    stream += read(str(f))
+                except Exception as exc:  # noqa: BLE001 -- name the file, not ObsPy's internals
+                    raise DaemonError(f"[source] files: cannot read {f}: {exc}") from None
+            if not len(stream):
+                raise DaemonError(f"[source] files: no waveform data in {', '.join(map(str, s.files))}")
+            return replay_chunks(s.files, s.speed, self.stop_event, stream=stream)
         if s.kind == "simulate":
             return self._simulated()
         raise DaemonError(f"[source] kind {s.kind!r} unknown")
@@ -207,7 +304,8 @@ class Daemon:
         s = self.config.source
         src = source_from_files(list(s.files)) if s.files else NoiseSource(self.config.station.sampling_rate)
         faults = FaultSpec.parse(s.faults) if s.faults else FaultSpec()
-        sim = VirtualDigitizer(src, SimulatorConfig(speed=s.speed or 1.0, faults=faults,
+        # speed 0 = no pacing: as fast as the serial reader takes the frames (not real time)
+        sim = VirtualDigitizer(src, SimulatorConfig(speed=float(s.speed), faults=faults,
                                                     restamp_now=not s.files))
         sim.start()
         # with waveform files the virtual digitizer stops at their end: read on for a moment
@@ -238,10 +336,14 @@ class Daemon:
 
     def run(self) -> int:
         """The main loop; returns the exit status (0 after a clean stop)."""
+        if self.check_only:
+            raise DaemonError("a daemon made with check_only=True cannot run")
         if self._install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+        source = self._source()  # DaemonError (exit 2) before anything is published
         if self.link is not None:
+            self.desk.start()
             self.link.connect()
             self._publish_model()
         self.notifier.ready(f"station {self.station}: model {self.classifier.info.name} "
@@ -249,7 +351,7 @@ class Daemon:
         interval = float(self.config.health.interval_s)
         next_health = time.monotonic() + min(5.0, interval)
         try:
-            for item in self._source():
+            for item in source:
                 if isinstance(item, Chunk):
                     self.pipeline.process(item)
                 elif isinstance(item, LinkNote):
@@ -259,7 +361,7 @@ class Daemon:
                 self._service()
                 if time.monotonic() >= next_health:
                     self.publish_health()
-                    next_health = time.monotonic() + interval
+                    next_health = time.monotonic() + float(self.config.health.interval_s)  # reload may change it
                 if self.stop_event.is_set():
                     break
             self.pipeline.flush()
@@ -271,6 +373,7 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001
                     log.warning("archive: %s", exc)
             if self.link is not None:
+                self.desk.stop()
                 self.publish_health()
                 self.link.stop()
             self.outbox_depth_at_exit = self.outbox.depth()
@@ -278,18 +381,22 @@ class Daemon:
         return 0
 
     def _service(self) -> None:
-        """Per-loop chores: watchdog, stale events, queued commands."""
+        """Per-loop chores: watchdog, stale events, a model the command worker loaded, the outbox's
+        backlog."""
         self.notifier.watchdog()
         self.pipeline.tick()
+        if self.outbox.disk_full and time.monotonic() >= self._next_outbox_retry:
+            self._next_outbox_retry = time.monotonic() + self.OUTBOX_RETRY_S
+            self.outbox.retry()
         while True:
             try:
-                kind, payload = self.commands.get_nowait()
+                classifier, result = self._swaps.get_nowait()
             except queue.Empty:
                 break
-            if kind == "cmd":
-                self._command(*payload)
-            elif kind == "push":
-                self._model_push(payload)
+            self.classifier = classifier
+            self.pipeline.classifier = classifier
+            self.last_model_result = result
+            self._publish_model()
 
     def _note(self, note: LinkNote) -> None:
         if note.kind in ("disconnected", "open_failed"):
@@ -308,9 +415,12 @@ class Daemon:
             model_version=self.classifier.info.version, cpu_percent=self.process.cpu_percent(),
             rss_mb=self.process.rss_mb(),
             last_event_time=iso_utc(p.last_event_time) if p.last_event_time else None,
+            warnings=list(self.warnings) or None,
             extra={"samples": p.samples, "restarts": self.counters.restarts,
                    "disconnects": self.counters.disconnects, "model_name": self.classifier.info.name,
-                   "events": p.events_ended, "open_events": len(p.open)},
+                   "events": p.events_ended, "open_events": len(p.open),
+                   "rss_peak_mb": self.process.rss_peak_mb(), "disk_full": self.outbox.disk_full,
+                   "outbox_backlog": self.outbox.backlog, "outbox_dropped": self.outbox.dropped},
         ).to_dict()
 
     def publish_health(self) -> None:
@@ -331,53 +441,65 @@ class Daemon:
         if self.link is not None:
             self.link.publish_model(payload)
 
-    def _switch_model(self, model_dir: Path, message: str) -> None:
-        """Load the bundle installed in ``model_dir`` (verified again) and make it the one the
-        pipeline runs from the next event on."""
-        self.classifier = self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME)
-        self.pipeline.classifier = self.classifier
-        self.last_model_result = {"status": "ok", "message": message, "time": iso_utc(UTCDateTime())}
+    # ------------------------------------------------------------------ command worker thread
+    def _load_installed(self, model_dir: Path, result: dict[str, Any]) -> None:
+        """Verify and load the bundle installed in ``model_dir`` (slow: on the worker) and hand
+        it to the main loop, which swaps it in and publishes ``result`` on the model topic."""
+        self._swaps.put((self._open_bundle(model_dir / INSTALLED_BUNDLE_NAME),
+                         dict(result, time=iso_utc(UTCDateTime()))))
 
-    def _model_push(self, data: bytes) -> None:
-        try:
-            new_dir = install_bundle(data, self.models_dir, self._trusted_keys(), self._compat())
-            self._switch_model(new_dir, f"installed {new_dir.name}")
-            log.info("model update: installed %s", new_dir.name)
-        except (BundleError, OSError) as exc:
-            self.last_model_result = {"status": "error", "message": f"rejected: {exc}",
-                                      "time": iso_utc(UTCDateTime())}
-            log.warning("model update rejected: %s", exc)
+    def _report_push(self, result: dict[str, Any]) -> None:
+        """A push that changed no model: its verdict on the retained model topic."""
+        self.last_model_result = dict(result, time=iso_utc(UTCDateTime()))
         self._publish_model()
 
-    def _command(self, name: str, payload: bytes) -> None:
+    def _apply_push(self, push: Push) -> dict[str, Any] | None:
+        """Install an authenticated push; None when the main loop reports (a model swap)."""
+        info = self.classifier.info
+        allow = None
+        if self._downgrade is not None and self._downgrade[0] == push.sha256 \
+                and time.monotonic() < self._downgrade[1]:
+            allow = push.sha256
         try:
-            req = json.loads(payload.decode("utf-8") or "{}") if payload else {}
-        except (UnicodeDecodeError, ValueError):
-            req = {}
-        tx = req.get("transaction") if isinstance(req, dict) else None
-        status, data, error = "ok", None, None
-        try:
-            if name == "health":
-                data = self.health_payload()
-                self.publish_health()
-            elif name == "rollback":
-                prev = rollback(self.models_dir)
-                self._switch_model(prev, f"rolled back to {prev.name}")
-                self._publish_model()
-                data = {"model": prev.name}
-            elif name == "reload":
-                new = load_config(self.config.source_path) if getattr(self.config, "source_path", None) else None
-                if new is not None:
-                    self.config.health.interval_s = new.health.interval_s
-                    data = {"reloaded": True, "note": "health interval applied; restart for other changes"}
-                else:
-                    data = {"reloaded": False, "note": "no configuration file"}
-            else:
-                status, error = "error", f"unknown command {name!r} (known: health, rollback, reload)"
-        except Exception as exc:  # noqa: BLE001 -- a command must not kill the station
-            status, error = "error", str(exc)
-        if self.link is not None:
-            self.link.respond(name, tx, status, data=data, error=error)
+            new_dir = install_bundle(push.bundle, self.models_dir, self._trusted_keys(), self._compat(),
+                                     running=(info.version, info.identity), allow_downgrade=allow)
+            if allow:
+                self._downgrade = None  # once
+            self._load_installed(new_dir, {"status": "ok", "result": "installed", "push": push.nonce,
+                                           "message": f"installed {new_dir.name}"})
+        except BundleError as exc:
+            if exc.code == "already_installed":
+                return {"status": "ok", "result": "already installed", "message": str(exc), "push": push.nonce}
+            log.warning("model update rejected: %s", exc)
+            return {"status": "error", "result": "refused", "message": f"rejected: {exc}", "push": push.nonce}
+        except OSError as exc:
+            return {"status": "error", "result": "refused", "message": f"rejected: {exc}", "push": push.nonce}
+        log.info("model update: installed %s (push %s, key %s)", new_dir.name, push.nonce, push.key_id)
+        return None
+
+    def _cmd_health(self, cmd: Command) -> dict[str, Any]:
+        payload = self.health_payload()
+        self.link.publish_health(payload)
+        return payload
+
+    def _cmd_rollback(self, cmd: Command) -> dict[str, Any]:
+        prev = rollback(self.models_dir)
+        self._load_installed(prev, {"status": "ok", "result": "rolled back",
+                                    "message": f"rolled back to {prev.name}"})
+        return {"model": prev.name}
+
+    def _cmd_reload(self, cmd: Command) -> dict[str, Any]:
+        if getattr(self.config, "source_path", None) is None:
+            return {"reloaded": False, "note": "no configuration file"}
+        new = load_config(self.config.source_path)
+        self.config.health.interval_s = new.health.interval_s
+        return {"reloaded": True, "note": "health interval applied; restart for other changes"}
+
+    def _cmd_downgrade(self, cmd: Command) -> dict[str, Any]:
+        window = float(self.config.auth.window_s)
+        self._downgrade = (cmd.args["sha256"], time.monotonic() + window)
+        return {"allowed": cmd.args["sha256"], "version": cmd.args.get("version"), "valid_s": window,
+                "note": "the next push of this bundle may install an older version, once"}
 
 
 class _OfflinePublisher:
@@ -394,20 +516,3 @@ class _OfflinePublisher:
         self.outbox.put(self.topic, dumps(msg).encode("utf-8"), str(msg["id"]), qos=self.qos)
         if self.on_end:
             self.on_end(msg)
-
-
-class _ArchiveFeed:
-    """Feeds the archive Stream pieces from chunks (the archive buffers and flushes)."""
-
-    def __init__(self, archive) -> None:
-        self.archive = archive
-
-    def add(self, seed_id: str, data, starttime, sampling_rate: float) -> None:
-        net, sta, loc, cha = seed_id.split(".")
-        tr = Trace(data=data.astype("int32", copy=False))
-        tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel = net, sta, loc, cha
-        tr.stats.sampling_rate, tr.stats.starttime = sampling_rate, starttime
-        self.archive.write(Stream([tr]))
-
-    def write_snippet(self, msg_id: str, st, meta: dict) -> Path:
-        return self.archive.write_snippet(msg_id, st, meta)

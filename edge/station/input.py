@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence, Union
 
 import numpy as np
 from obspy import Stream, UTCDateTime
@@ -46,7 +46,7 @@ class LinkNote:
     message: str = ""
 
 
-Item = Union[Chunk, LinkNote]
+Item = Chunk | LinkNote
 
 
 @dataclass

@@ -1,12 +1,24 @@
 """The station's event pipeline, without I/O threads: chunks of samples in, event messages out.
 
-    Chunk -> RingBuffers (raw counts, for windows) -> archive
-          -> StreamingTrigger (stateful bandpass + ObsPy's C STA/LTA, coincidence)
-             trigger on  -> ``new`` message at once (the early alert)
-             trigger off -> wait until the window's data is in -> cut (pre 2 s, post 4 s
-                            after off, capped) -> preprocess (edge.signal.preprocess, the code the
-                            model was trained with) -> bundle model (MC-dropout) -> ML
-                            (Wood-Anderson, S-P distance) -> ``end`` message -> snippet
+    Chunk (native digitizer rate, raw counts) -> RingBuffers (for windows) -> archive
+          -> StreamingTrigger (per band: stateful bandpass + ObsPy's STA/LTA; coincidence)
+             trigger on  -> ``new`` message at once (the early alert), unless the trigger
+                            belongs to the event still open (association, below)
+             trigger off -> wait ``merge_s`` for a further trigger of the same event and until
+                            the window's data is in -> cut (pre 2 s before the first trigger,
+                            post 4 s after the last, capped at max_window_s) -> preprocess
+                            (edge.signal.preprocess, the code the model was trained with: it
+                            resamples the cut to the model's rate) -> bundle model (MC-dropout)
+                            -> ML (Wood-Anderson, S-P distance) -> ``end`` message -> snippet
+
+**Association** (``merge_s``, ``max_event_s``): a trigger that turns on within ``merge_s``
+after the previous trigger of the open event turned off, and within ``max_event_s`` of the
+event's first trigger, is a *sub-trigger* of that event (the S phase of a local earthquake,
+the impacts of a rockfall, coda re-triggers): no second ``new``, one ``end`` whose
+trigger_on/trigger_off span all its sub-triggers and which lists them (``sub_triggers``).
+An event is closed once the data has passed its last trigger-off + ``merge_s``; a trigger
+after that is a new event. (A trigger reported after the close whose onset lies inside the
+merge window -- possible only when a channel lags the others -- also starts a new event.)
 
 :class:`EventPipeline` is driven by :mod:`edge.station.daemon` (live) and by tests and benchmarks
 (replays) alike; it hands messages to a :class:`Publisher`.
@@ -15,22 +27,28 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.station.event_magnitude import event_ml
-from edge.model.inference import EventClassifier
 from edge.comms.messages import EventEnd, EventNew, Magnitude, ModelRef, event_id, iso_utc
+from edge.model.inference import EventClassifier
 from edge.signal.dataset import response_for
 from edge.signal.preprocess import PreprocessError, preprocess_stream
-from edge.station.ring_buffer import RingBuffers
+from edge.station.event_magnitude import event_ml, load_ml_modules
 from edge.station.input import Chunk
+from edge.station.ring_buffer import RingBuffers
 
 __all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline"]
 
 log = logging.getLogger(__name__)
+
+def _bands(ev) -> list[tuple[float, float]]:
+    """The trigger bands (Hz) of a trigger event (none for triggers that do not say)."""
+    return [(float(b[0]), float(b[1])) for b in getattr(ev, "bands", None) or []]
+
 
 class Publisher(Protocol):
     """Where messages go (the MQTT link, or a list in tests)."""
@@ -54,6 +72,10 @@ class EventSettings:
         vp_km_s, vs_km_s: velocities for the S-P distance.
         stale_s: wall seconds without new data after which a pending event is classified
             with the data there is (the link died mid-event).
+        merge_s: a trigger turning on within this long after the open event's last
+            trigger-off joins that event (s); 0: every trigger is its own event.
+        max_event_s: no trigger joins an event whose first trigger-on is more than this long
+            before it (s).
     """
 
     pre_s: float = 2.0
@@ -65,6 +87,12 @@ class EventSettings:
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     stale_s: float = 5.0
+    merge_s: float = 15.0
+    max_event_s: float = 120.0
+
+
+#: sub-triggers listed in an ``end`` message (the count is always exact)
+MAX_LISTED_SUB_TRIGGERS = 50
 
 
 @dataclass
@@ -80,6 +108,8 @@ class OpenEvent:
     closed_by: str | None = None
     need_until: UTCDateTime | None = None  # data time the window needs
     new_latency_ms: float | None = None
+    #: the triggers of this event: {"trigger_on", "trigger_off", "bands", "cft_peak"}
+    subs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class EventPipeline:
@@ -106,7 +136,14 @@ class EventPipeline:
         self.settings = settings or EventSettings()
         self.archive = archive
         spec = classifier.window_spec
-        need = max(self.settings.max_window_s, spec.length_s) + self.settings.pre_s + 2 * spec.margin_s
+        s = self.settings
+        if s.inventory is not None or s.sensitivity:
+            load_ml_modules(inventory=s.inventory is not None)  # not at the first event (latency)
+        need = max(s.max_window_s, spec.length_s) + s.pre_s + 2 * spec.margin_s
+        # an event is closed merge_s after its last trigger-off, which may come up to
+        # max_event_s + the trigger's max_duration_s after its first trigger-on
+        longest = s.max_event_s + float(getattr(getattr(trigger, "cfg", None), "max_duration_s", 120.0))
+        need = max(need, longest + s.merge_s + s.pre_s + 2 * spec.margin_s)
         self.ring = RingBuffers(buffer_s or max(180.0, need + 60.0))
         self.clock = clock
         self.open: dict[str, OpenEvent] = {}
@@ -144,44 +181,94 @@ class EventPipeline:
 
     def _on(self, ev, received: float) -> None:
         on = UTCDateTime(ev.trigger_on)
+        sub = {"trigger_on": on, "trigger_off": None, "bands": _bands(ev),
+               "cft_peak": float(getattr(ev, "cft_peak", 0.0) or 0.0)}
+        oe = self._joins(on)
+        if oe is not None:  # a sub-trigger of the open event: no second ``new``
+            oe.subs.append(sub)
+            oe.trigger_off = oe.need_until = None
+            oe.cft_peak = max(oe.cft_peak, sub["cft_peak"])
+            oe.channels += [c for c in getattr(ev, "channels", []) or [] if c not in oe.channels]
+            self._current = oe
+            log.info("event %s: sub-trigger %d at %s", oe.id, len(oe.subs), on)
+            return
         oe = OpenEvent(id=event_id(self.station, on), trigger_on=on, received=received,
-                       cft_peak=float(getattr(ev, "cft_peak", 0.0) or 0.0),
-                       channels=list(getattr(ev, "channels", []) or []))
+                       cft_peak=sub["cft_peak"], channels=list(getattr(ev, "channels", []) or []),
+                       subs=[sub])
         self.open[oe.id] = oe
         self._current = oe
         self.publisher.event_new(EventNew.create(self.station, on, round(oe.cft_peak, 3)).to_dict())
         oe.new_latency_ms = (self.clock() - received) * 1e3
         log.info("event %s: trigger on (cft %.1f)", oe.id, oe.cft_peak)
 
+    def _joins(self, on: UTCDateTime) -> OpenEvent | None:
+        """The open event a trigger turning on at ``on`` belongs to (association), or None."""
+        s = self.settings
+        if s.merge_s <= 0:
+            return None
+        best = None
+        for oe in self.open.values():
+            if (oe.trigger_off is not None and 0 <= float(on - oe.trigger_off) <= s.merge_s
+                    and float(on - oe.trigger_on) <= s.max_event_s):
+                if best is None or oe.trigger_off > best.trigger_off:
+                    best = oe
+        return best
+
     def _match(self, ev) -> OpenEvent | None:
-        on = UTCDateTime(ev.trigger_on)
-        oe = self.open.get(event_id(self.station, on))
-        if oe is None and self._current is not None and self._current.trigger_off is None:
-            oe = self._current
-        return oe
+        if self._current is not None and self._current.trigger_off is None:
+            return self._current
+        return self.open.get(event_id(self.station, UTCDateTime(ev.trigger_on)))
+
+    def _schedule(self, oe: OpenEvent) -> None:
+        """When the event may close: its window's data is in and ``merge_s`` has passed."""
+        s, spec = self.settings, self.classifier.window_spec
+        snippet_end = min(oe.trigger_off + s.post_s, oe.trigger_on + s.max_window_s)
+        model_end = self._anchor(oe) - spec.pre_s + spec.length_s + spec.margin_s
+        oe.need_until = max(snippet_end, model_end, oe.trigger_off + s.merge_s)
+
+    def _anchor(self, oe: OpenEvent) -> UTCDateTime:
+        """Where the model window (and the ML picks) start ``pre_s`` before: the first
+        trigger, unless the sub-trigger with the highest STA/LTA peak -- the main arrival --
+        turns on in the back half of a window placed there (the model would see little of
+        it, e.g. a small trigger ~10 s before a quake); then that sub-trigger."""
+        first = oe.trigger_on
+        if len(oe.subs) < 2:
+            return first
+        spec = self.classifier.window_spec
+        main = max(oe.subs, key=lambda sub: sub["cft_peak"])["trigger_on"]
+        return main if float(main - first) > 0.5 * (spec.length_s - spec.pre_s) else first
 
     def _off(self, ev) -> None:
         oe = self._match(ev)
         if oe is None:
             log.warning("trigger off without an open event at %s", getattr(ev, "trigger_on", "?"))
             return
-        oe.trigger_off = UTCDateTime(ev.trigger_off)
-        oe.cft_peak = max(oe.cft_peak, float(getattr(ev, "cft_peak", 0.0) or 0.0))
-        oe.channels = list(getattr(ev, "channels", oe.channels) or oe.channels)
+        off = UTCDateTime(ev.trigger_off)
+        oe.trigger_off = max(off, oe.trigger_off) if oe.trigger_off is not None else off
+        peak = float(getattr(ev, "cft_peak", 0.0) or 0.0)
+        oe.cft_peak = max(oe.cft_peak, peak)
+        oe.channels += [c for c in getattr(ev, "channels", []) or [] if c not in oe.channels]
         oe.closed_by = getattr(ev, "closed_by", "off")
-        s, spec = self.settings, self.classifier.window_spec
-        snippet_end = min(oe.trigger_off + s.post_s, oe.trigger_on + s.max_window_s)
-        model_end = oe.trigger_on - spec.pre_s + spec.length_s + spec.margin_s
-        oe.need_until = max(snippet_end, model_end)
+        if oe.subs:
+            sub = oe.subs[-1]
+            sub["trigger_off"], sub["cft_peak"] = off, max(sub["cft_peak"], peak)
+            sub["bands"] = _bands(ev) or sub["bands"]
+        self._schedule(oe)
         if self._current is oe:
             self._current = None
 
     def _cancel(self, ev) -> None:
         oe = self._match(ev)
-        if oe is not None:
-            self.open.pop(oe.id, None)
-            if self._current is oe:
-                self._current = None
+        if oe is None:
+            return
+        if self._current is oe:
+            self._current = None
+        if len(oe.subs) > 1:  # a too-short sub-trigger: the event stays as it was before it
+            oe.subs.pop()
+            oe.trigger_off = oe.subs[-1]["trigger_off"]
+            self._schedule(oe)
+            return
+        self.open.pop(oe.id, None)
 
     # ------------------------------------------------------------------ closing
     def _close_due(self, force: bool = False) -> None:
@@ -218,22 +305,27 @@ class EventPipeline:
         spec = clf.window_spec
         t_start = self.clock()
         trigger_off = oe.trigger_off or oe.trigger_on
+        anchor = self._anchor(oe)
         t0 = oe.trigger_on - max(s.pre_s, spec.pre_s) - spec.margin_s
         t1 = max(oe.need_until or trigger_off, trigger_off)
         st = self.ring.stream(t0, t1)
         calibration = self._calibration(st)
         extra: dict[str, Any] = {"closed_by": oe.closed_by or "off"}
+        if len(oe.subs) > 1:
+            s_last = oe.subs[-1]["trigger_off"]
+            if s_last is None or s_last < trigger_off:  # an open sub-trigger ended by flush()
+                oe.subs[-1]["trigger_off"] = trigger_off
         mutual_information = None
         reason_model = None
         try:
-            window = preprocess_stream(st, oe.trigger_on, spec, **calibration)
+            window = preprocess_stream(st, anchor, spec, **calibration)
             row = clf.row(clf.predict_window(window))
             event_class = row["class"]
             probabilities = {k: round(v, 6) for k, v in row["probabilities"].items()}
             uncertainty = round(row["uncertainty"], 6)
             mutual_information = round(row["mutual_information"], 6)
             extra["window"] = {"coverage": round(window.coverage, 4), "units": window.units,
-                               "flags": list(window.flags)}
+                               "flags": list(window.flags), "trigger": iso_utc(anchor)}
             model_mag = row["magnitude"]
             if event_class == "noise":
                 model_mag, reason_model = None, "class noise: no magnitude"
@@ -248,15 +340,20 @@ class EventPipeline:
             extra["error"] = f"window unusable: {exc}"
             model_mag, reason_model = None, f"window unusable: {exc}"
         snippet = st.slice(oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s))
+        # ML from the main arrival on (picks on a small earlier trigger would fake an S-P)
+        ml_st = snippet if anchor == oe.trigger_on else st.slice(
+            anchor - s.pre_s, min(trigger_off + s.post_s, anchor + s.max_window_s))
         ml_part = {"ml": None, "reason": "class noise: no magnitude"}
         if event_class not in ("noise", "unknown"):
-            ml_part = event_ml(snippet, inventory=s.inventory, sensitivity=s.sensitivity,
-                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s).to_dict()
+            ml_part = event_ml(ml_st, inventory=s.inventory, sensitivity=s.sensitivity,
+                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s, trigger_on=anchor,
+                               trigger_off=trigger_off).to_dict()
         reasons = [r for r in (ml_part.get("reason") and f"ml: {ml_part['reason']}",
                                reason_model and f"model: {reason_model}") if r]
         magnitude = Magnitude(ml_part.get("ml"), model_mag, "; ".join(reasons) or None,
                               ml_part.get("distance_km"),
-                              {k: ml_part[k] for k in ("s_minus_p_s",) if k in ml_part})
+                              {k: ml_part[k] for k in ("s_minus_p_s", "ml_method", "distance_max_km",
+                                                       "s_minus_p_max_s") if k in ml_part})
         now = self.clock()
         # latency: from the arrival of the data that completed the window to publication
         # (forced closes -- stale link, end of data -- count from the close itself)
@@ -271,7 +368,8 @@ class EventPipeline:
             cft_peak=round(oe.cft_peak, 3), event_class=event_class, probabilities=probabilities,
             uncertainty=uncertainty, magnitude=magnitude, model=ModelRef(**clf.info.to_message()),
             latency_ms=round(max(0.0, (now - ready) * 1e3), 3), channels=oe.channels,
-            mutual_information=mutual_information, extra=extra)
+            mutual_information=mutual_information, sub_triggers=self._sub_triggers(oe, trigger_off),
+            extra=extra)
         if self.archive is not None:
             try:
                 end.snippet = str(self.archive.write_snippet(oe.id, snippet, end.to_dict()))
@@ -283,6 +381,18 @@ class EventPipeline:
         self.publisher.event_end(msg)
         log.info("event %s: %s (p=%.2f, unc %.2f), ML %s, %.1f ms", oe.id, event_class,
                  max(probabilities.values()), uncertainty, magnitude.ml, end.latency_ms)
+
+    @staticmethod
+    def _sub_triggers(oe: OpenEvent, trigger_off: UTCDateTime) -> dict[str, Any]:
+        """The ``sub_triggers`` object of an ``end``: their count and the first
+        :data:`MAX_LISTED_SUB_TRIGGERS` (on, off, bands, cft peak)."""
+        listed = []
+        for sub in oe.subs[:MAX_LISTED_SUB_TRIGGERS]:
+            off = sub["trigger_off"] if sub["trigger_off"] is not None else trigger_off
+            listed.append({"trigger_on": iso_utc(sub["trigger_on"]), "trigger_off": iso_utc(off),
+                           "bands": [list(b) for b in sub["bands"]],
+                           "cft_peak": round(sub["cft_peak"], 3)})
+        return {"count": max(1, len(oe.subs)), "triggers": listed}
 
     def _calibration(self, st: Stream) -> dict[str, Any]:
         """Keyword arguments of :func:`preprocess_stream` that give m/s: each channel's full

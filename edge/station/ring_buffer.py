@@ -117,7 +117,7 @@ class RingBuffers:
     def stream(self, t0: UTCDateTime, t1: UTCDateTime) -> Stream:
         """An ObsPy ``Stream`` (int32 counts) of every channel between ``t0`` and ``t1``."""
         st = Stream()
-        for seed_id, ch in self._chans.items():
+        for ch in self._chans.values():
             got = ch.buffer.cut(t0, t1)
             if got is None:
                 continue

@@ -23,10 +23,11 @@ import csv
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -203,7 +204,7 @@ def read_catalog(path: str | Path, classes: Sequence[str] = CLASSES) -> list[Cat
             raise bad(f"label: {label!r} is not a class ({', '.join(classes)})")
         try:
             mag = _opt_float(row[idx["magnitude"]], "magnitude", *_MAG_RANGE) if "magnitude" in idx else None
-            dur = (_opt_float(row[idx["duration_s"]], "duration_s", 0.0, _MAX_DURATION_S, lo_open=True)
+            dur = (_opt_float(row[idx["duration_s"]], "duration_s", 0.0, _MAX_DURATION_S, lo_open=False)
                    if "duration_s" in idx else None)
             dist = (_opt_float(row[idx["distance_km"]], "distance_km", 0.0, _MAX_DISTANCE_KM)
                     if "distance_km" in idx else None)
@@ -248,7 +249,7 @@ class Alert:
     latency_ms: float | None = None
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Alert":
+    def from_dict(cls, d: Mapping[str, Any]) -> Alert:
         """From an ``end`` message object; ``ValueError`` naming the field when it is bad."""
         if not isinstance(d, Mapping):
             raise ValueError("not a JSON object")
@@ -603,7 +604,8 @@ class Scorecard:
     def format_table(self) -> str:
         """Readable text: one block per site (when there are several) and the overall one."""
         blocks = [_table(f"site {k}", s.metrics) for k, s in self.sites.items()] if len(self.sites) > 1 else []
-        title = "all sites" if len(self.sites) > 1 else (f"site {next(iter(self.sites))}" if self.sites else "scorecard")
+        title = ("all sites" if len(self.sites) > 1
+                 else f"site {next(iter(self.sites))}" if self.sites else "scorecard")
         blocks.append(_table(title, self.overall.metrics))
         if self.alerts_outside_sites or self.events_outside_sites:
             blocks.append(f"not scored: {self.alerts_outside_sites} alerts and "

@@ -2,40 +2,26 @@
 by chunk with the filter state carried, so the filtered samples equal the whole-trace ones.
 
 :data:`sosfilt_kernel` runs second-order sections in place on a ``(1, n)`` float64 array with
-a ``(1, sections, 2)`` state. It is scipy's in-place kernel behind :func:`scipy.signal.sosfilt`
-(``scipy.signal._sosfilt._sosfilt``, a private name): the same arithmetic without the
-argument checks of the public function, which cost ~75 us per call and would dominate the
-station's 25-sample chunks (bench/trigger_cost.py: 7.6 us per feed() with the kernel, 82.7 us
-with the public function). Where scipy no longer has it, :func:`sosfilt_inplace` (the public
-function, identical results; tests/test_stream_trigger.py checks both) takes its place.
+a ``(1, sections, 2)`` state. It is scipy's compiled in-place kernel behind
+:func:`scipy.signal.sosfilt`, loaded by :mod:`edge.signal.iir` without importing
+``scipy.signal`` (whose package init costs ~75 MB): the same arithmetic without the argument
+checks of the public function, which cost ~75 us per call and would dominate the station's
+25-sample chunks (bench/trigger_cost.py: 7.6 us per feed() with the kernel, 82.7 us with the
+public function). Where scipy no longer has it, :func:`sosfilt_inplace` (the public function,
+identical results; tests/test_stream_trigger.py checks both) takes its place. The design is
+:func:`edge.signal.iir.butter_sos` (scipy's ``iirfilter`` in numpy, cached).
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-from scipy.signal import iirfilter, sosfilt
+
+from edge.signal.iir import PRIVATE_KERNEL, butter_sos, sosfilt_inplace, sosfilt_kernel
 
 __all__ = ["bandpass_sos", "sosfilt_inplace", "sosfilt_kernel", "PRIVATE_KERNEL"]
 
 log = logging.getLogger(__name__)
-
-
-def sosfilt_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
-    """:func:`scipy.signal.sosfilt` of ``x`` (shape (1, n), float64, C order) in place,
-    carrying the state ``zi`` (shape (1, sections, 2)) in place too."""
-    y, z = sosfilt(sos, x[0], zi=zi[0])
-    x[0] = y
-    zi[0] = z
-
-
-try:  # scipy's in-place kernel behind sosfilt (private; see the module docstring)
-    from scipy.signal._sosfilt import _sosfilt as sosfilt_kernel
-    #: whether :data:`sosfilt_kernel` is scipy's private kernel (else the public fallback)
-    PRIVATE_KERNEL = True
-except ImportError:  # pragma: no cover - another scipy layout: the public function
-    sosfilt_kernel = sosfilt_inplace
-    PRIVATE_KERNEL = False
 
 
 def bandpass_sos(freqmin: float, freqmax: float, sampling_rate: float, corners: int = 4) -> np.ndarray:
@@ -51,7 +37,7 @@ def bandpass_sos(freqmin: float, freqmax: float, sampling_rate: float, corners: 
                     freqmax, fe, sampling_rate, freqmin)
         if low > 1:
             raise ValueError(f"freqmin: {freqmin:g} Hz is above Nyquist ({fe:g} Hz)")
-        return iirfilter(corners, low, btype="highpass", ftype="butter", output="sos")
+        return butter_sos(corners, low, "highpass")
     if low > 1:
         raise ValueError(f"freqmin: {freqmin:g} Hz is above Nyquist ({fe:g} Hz)")
-    return iirfilter(corners, [low, high], btype="band", ftype="butter", output="sos")
+    return butter_sos(corners, (low, high), "band")

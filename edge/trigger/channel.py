@@ -32,16 +32,19 @@ ON, OFF = 0, 1  # ranks: at equal times an on sorts before an off (they overlap)
 
 
 class Channel:
-    """One channel: segment bookkeeping, the cft stream and the on/off state machine.
+    """One channel in one trigger band: segment bookkeeping, the cft stream and the on/off
+    state machine. ``band`` is ``(low, high)`` Hz (None: the configuration's single band),
+    ``key`` is ``(seed_id, band index)``.
 
     Sample ``i`` of the current segment is at ``seg_ns + round(i * dt_ns)``."""
 
-    __slots__ = ("seed_id", "weight", "fs", "dt_ns", "half_ns", "cft", "nwarm", "nhold",
+    __slots__ = ("seed_id", "band", "index", "key", "weight", "fs", "dt_ns", "half_ns", "cft", "nwarm", "nhold",
                  "max_len", "on_thr", "off_thr", "seg_ns", "next_ns", "on", "on_idx",
                  "last_above", "need_rise", "rise_from", "rise_level", "trig", "pending", "seq")
 
     def __init__(self, seed_id: str, cfg: TriggerConfig, fs: float, start_ns: int,
-                 seq: itertools.count) -> None:
+                 seq: itertools.count, band: tuple[float, float] | None = None,
+                 index: int = 0) -> None:
         if not (fs > 0 and math.isfinite(fs)):
             raise ValueError(f"{seed_id}: sampling_rate must be > 0, got {fs!r}")
         nsta, nlta = int(cfg.sta_s * fs), int(cfg.lta_s * fs)  # as Trace.trigger
@@ -50,12 +53,15 @@ class Channel:
                              f"give nsta = {nsta}, nlta = {nlta} samples at {fs:g} Hz; need "
                              "1 <= nsta < nlta")
         self.seed_id = seed_id
+        self.band = cfg.bands_hz()[0] if band is None else (float(band[0]), float(band[1]))
+        self.index = index
+        self.key = (seed_id, index)
         self.weight = cfg.weight(seed_id)
         self.fs = fs
         self.dt_ns = 1e9 / fs
         self.half_ns = 0.5e9 / fs
         self.cft = StaLtaStream(cfg.method, nsta, nlta,
-                                bandpass_sos(cfg.freqmin, cfg.freqmax, fs, cfg.corners))
+                                bandpass_sos(self.band[0], self.band[1], fs, cfg.corners))
         warm = nlta if cfg.warmup_s is None else int(round(cfg.warmup_s * fs))
         self.nwarm = max(warm, self.cft.first_valid)
         self.nhold = int(round(cfg.hold_s * fs))

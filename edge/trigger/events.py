@@ -21,6 +21,8 @@ class TriggerEvent:
         closed_by: why it ended: "off", "max_duration", "gap" (the data of its last
             channel broke off), "end of data" (:meth:`StreamingTrigger.flush`); None while on.
         coincidence_sum: sum of the weights of ``channels``.
+        bands: the trigger bands ``(low, high)`` Hz in which its channels triggered, in order
+            of joining.
     """
 
     trigger_on: UTCDateTime
@@ -29,6 +31,7 @@ class TriggerEvent:
     channels: list[str] = field(default_factory=list)
     closed_by: str | None = None
     coincidence_sum: float = 0.0
+    bands: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

@@ -1,157 +1,146 @@
-"""``[trigger]`` settings of the streaming STA/LTA trigger (:class:`TriggerConfig`) and
-their checks: every problem is reported with the key it belongs to."""
+"""``[trigger]`` settings of the streaming STA/LTA trigger (:class:`TriggerConfig`, a msgspec
+Struct declared on :mod:`edge.schema`) and their checks: every problem is reported with the
+key it belongs to."""
 from __future__ import annotations
 
-import difflib
-import json
-import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-import numpy as np
+import msgspec
+from msgspec import Meta
 
-__all__ = ["METHODS", "TriggerConfig"]
+from edge.schema import Invalid, convert, num, validate
 
+__all__ = ["DEFAULT_BAND", "METHODS", "TriggerConfig"]
+
+Method = Literal["recstalta", "classicstalta"]
 #: the characteristic functions :class:`~edge.trigger.stream.StreamingTrigger` computes
 #: (ObsPy's names)
-METHODS = ("recstalta", "classicstalta")
+METHODS: tuple[str, ...] = typing.get_args(Method)
+Seconds = Annotated[float, Meta(ge=0)]
+Hz = Annotated[float, Meta(gt=0)]
+
+#: the trigger band (Hz) when neither ``bands`` nor ``freqmin``/``freqmax`` is set (outside a
+#: station; the station takes its bands from the model bundle, :mod:`edge.trigger.bands`)
+DEFAULT_BAND = (1.0, 20.0)
 
 
-@dataclass
-class TriggerConfig:
+class TriggerConfig(msgspec.Struct, forbid_unknown_fields=True):
     """``[trigger]``: the streaming STA/LTA trigger.
 
-    Attributes:
-        method: characteristic function, ``"recstalta"`` (ObsPy's ``recursive_sta_lta``)
-            or ``"classicstalta"`` (``classic_sta_lta``).
-        sta_s: short-term average window (s).
-        lta_s: long-term average window (s); > ``sta_s``.
-        on: STA/LTA ratio that turns a channel's trigger on.
-        off: STA/LTA ratio below which it turns off; 0 < ``off`` < ``on``.
-        freqmin: band-pass low corner (Hz).
-        freqmax: band-pass high corner (Hz); at or above Nyquist ObsPy (and this trigger)
-            applies a high-pass at ``freqmin`` instead.
-        corners: band-pass corners (filter order per side, as ObsPy's ``corners``).
-        min_duration_s: an event shorter than this is withdrawn ("cancel") (s).
-        max_duration_s: an event (and a channel trigger) still on after this long is
-            closed (s).
-        dead_time_s: after an event's off, channel triggers starting within this long do
-            not count (s).
-        hold_s: a channel's trigger stays on this long after its ratio falls below
-            ``off`` (s); back above ``off`` within it, the trigger goes on.
-        coincidence_sum: sum of the weights of the channels on at once that turns an event
-            on.
-        weights: weight of a channel in the coincidence sum, keyed by SEED id
-            (``"XX.S1..HHZ"``) or channel code (``"HHZ"``); a channel not listed weighs 1;
-            weight 0 leaves the channel out.
-        warmup_s: no trigger in the first ``warmup_s`` of data of a channel and after each
-            gap (s); None: ``lta_s``.
+    Constructing it checks the relations between fields (``lta_s > sta_s``, ``on > off``,
+    ...); :meth:`from_dict` and :meth:`validate` also check types and bounds. Errors name the
+    key, e.g. ``"sta_s: must be > 0, got -1"``.
     """
 
-    method: str = "recstalta"
-    sta_s: float = 0.2
-    lta_s: float = 10.0
-    on: float = 5.0
-    off: float = 1.5
-    freqmin: float = 1.0
-    freqmax: float = 20.0
-    corners: int = 4
-    min_duration_s: float = 0.0
-    max_duration_s: float = 120.0
-    dead_time_s: float = 0.0
-    hold_s: float = 0.0
-    coincidence_sum: float = 1.0
-    weights: dict[str, float] = field(default_factory=dict)
-    warmup_s: float | None = None
+    method: Annotated[Method, Meta(description="characteristic function: \"recstalta\" (ObsPy's "
+                                               "recursive_sta_lta) or \"classicstalta\" "
+                                               "(classic_sta_lta)")] = "recstalta"
+    sta_s: Annotated[float, Meta(gt=0, description="short-term average window (s)")] = 0.2
+    lta_s: Annotated[float, Meta(gt=0, description="long-term average window (s); > sta_s")] = 10.0
+    on: Annotated[float, Meta(gt=0, description="STA/LTA ratio that turns a channel's trigger on; "
+                                                "> off")] = 5.0
+    off: Annotated[float, Meta(gt=0, description="STA/LTA ratio below which it turns off")] = 1.5
+    freqmin: Annotated[Hz | None, Meta(
+        description="band-pass low corner of a single trigger band (Hz); unset: 1 Hz when freqmax is "
+                    "set, else see bands", examples=[1.0])] = None
+    freqmax: Annotated[Hz | None, Meta(
+        description="band-pass high corner of a single trigger band (Hz); at or above Nyquist a "
+                    "high-pass at freqmin (as ObsPy); unset: 20 Hz when freqmin is set", examples=[20.0])] = None
+    bands: Annotated[list[Annotated[list[Hz], Meta(min_length=2, max_length=2)]], Meta(
+        description="several trigger bands [[low, high], ...] (Hz), each with its own band-pass and "
+                    "STA/LTA; an event goes on when any band's coincidence sum is reached. Empty with "
+                    "freqmin/freqmax unset: the station takes the model bundle's bands (clipped to 0.45 x "
+                    "the digitizer rate). Not together with freqmin/freqmax")] = []
+    corners: Annotated[int, Meta(ge=1, le=20, description="band-pass corners (filter order per side, as "
+                                                          "ObsPy's corners)")] = 4
+    min_duration_s: Annotated[float, Meta(ge=0, description="an event shorter than this is withdrawn "
+                                                            "(\"cancel\") (s)")] = 0.0
+    max_duration_s: Annotated[float, Meta(gt=0, description="an event (and a channel trigger) still on "
+                                                            "after this long is closed (s)")] = 120.0
+    dead_time_s: Annotated[float, Meta(ge=0, description="after an event's off, channel triggers "
+                                                         "starting within this long do not count "
+                                                         "(s)")] = 0.0
+    hold_s: Annotated[float, Meta(ge=0, description="a channel's trigger stays on this long after its "
+                                                    "ratio falls below off (s)")] = 0.0
+    coincidence_sum: Annotated[float, Meta(gt=0, description="sum of the weights of the channels on at "
+                                                             "once that turns an event on")] = 1.0
+    weights: Annotated[dict[str, Annotated[float, Meta(ge=0)]], Meta(
+        description="weight of a channel in the coincidence sum, by SEED id (\"XX.S1..HHZ\") or "
+                    "channel code, e.g. { HHZ = 1.0 }; not listed = 1, 0 = left out")] = {}
+    warmup_s: Annotated[Seconds | None, Meta(
+        description="no trigger in the first warmup_s of data of a channel and after each gap (s); "
+                    "unset = lta_s", examples=[10.0])] = None
+
+    def __post_init__(self) -> None:
+        def above(key: str, other: str) -> tuple[str, str] | None:
+            v, lo = getattr(self, key), getattr(self, other)
+            return None if v > lo else (key, f"must be > {other} = {num(lo)}, got {num(v)}")
+
+        Invalid.check([
+            above("lta_s", "sta_s"), above("on", "off"), self._band_problem(),
+            above("max_duration_s", "min_duration_s"),
+            ("weights", "a key must be a SEED id or channel code, got \"\"") if "" in self.weights else None,
+            ("bands", "set either bands or freqmin/freqmax, not both")
+            if self.bands and (self.freqmin is not None or self.freqmax is not None) else None,
+            *((("bands", i), f"must be [low, high] with 0 < low < high (Hz), got [{num(b[0])}, {num(b[1])}]")
+              for i, b in enumerate(self.bands) if not 0 < b[0] < b[1]),
+        ])
+
+    def _band_problem(self) -> tuple[str, str] | None:
+        lo, hi = self._single_band()
+        if (self.freqmin is not None or self.freqmax is not None) and not hi > lo:
+            key = "freqmax" if self.freqmax is not None else "freqmin"
+            rel = (f"> freqmin = {num(lo)}, got {num(hi)}" if key == "freqmax"
+                   else f"< freqmax = {num(hi)}, got {num(lo)}")
+            return key, f"must be {rel}"
+        return None
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TriggerConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TriggerConfig:
         """Build and validate from a mapping of field names to values (a parsed
-        ``[trigger]`` table); missing keys take their default. Raises ValueError whose
-        message starts with the key, e.g. ``"sta_s: must be > 0, got -1"`` (all problems,
-        joined with ``"; "``)."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"expected a table of trigger settings, got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        problems = [f"{k}: unknown key" + _did_you_mean(str(k), names)
-                    for k in d if k not in names]
-        values: dict[str, Any] = {}
-        for key, value in d.items():
-            if key not in names:
-                continue
-            problem = _type_problem(key, value)
-            if problem:
-                problems.append(problem)
-            else:
-                values[key] = _normalise(key, value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        ``[trigger]`` table); missing keys take their default. Raises
+        :class:`edge.schema.ConfigError` (a ValueError), one line per problem, each starting
+        with the key, e.g. ``"sta_s: must be > 0, got -1"``."""
+        return convert(d, cls)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``weights`` copied); an unset ``warmup_s`` is left
         out, so ``from_dict(to_dict())`` gives an equal configuration."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["weights"] = dict(self.weights)
-        return {k: v for k, v in out.items() if v is not None}
+        return {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
 
     def validate(self) -> None:
-        """Check types and ranges; raises ValueError naming the key (see :meth:`from_dict`)."""
-        problems = []
-        for f in fields(self):
-            p = _type_problem(f.name, getattr(self, f.name))
-            if p:
-                problems.append(p)
-        if not problems:
-            problems = self._range_problems()
-        if problems:
-            raise ValueError("; ".join(problems))
+        """Check types and bounds too (construction checks the relations); raises
+        :class:`edge.schema.ConfigError` naming the key (see :meth:`from_dict`)."""
+        validate(self)
 
-    def _range_problems(self) -> list[str]:
-        out: list[str] = []
+    def _single_band(self) -> tuple[float, float]:
+        lo = DEFAULT_BAND[0] if self.freqmin is None else float(self.freqmin)
+        hi = DEFAULT_BAND[1] if self.freqmax is None else float(self.freqmax)
+        return lo, hi
 
-        def bad(key: str, rule: str, extra: str = "") -> None:
-            out.append(f"{key}: must be {rule}{extra}, got {_show(getattr(self, key))}")
+    def configured_bands(self) -> list[tuple[float, float]] | None:
+        """The bands this configuration names (``bands``, or ``[(freqmin, freqmax)]`` when
+        either is set), or None when it names none (the station then uses the bundle's)."""
+        if self.bands:
+            return [(float(b[0]), float(b[1])) for b in self.bands]
+        if self.freqmin is not None or self.freqmax is not None:
+            return [self._single_band()]
+        return None
 
-        if self.method not in METHODS:
-            out.append(f"method: must be one of {', '.join(_show(m) for m in METHODS)}, "
-                       f"got {_show(self.method)}")
-        if not self.sta_s > 0:
-            bad("sta_s", "> 0")
-        if not self.lta_s > self.sta_s:
-            bad("lta_s", "> sta_s", f" = {_show(self.sta_s)}")
-        if not self.off > 0:
-            bad("off", "> 0")
-        if not self.on > self.off:
-            bad("on", "> off", f" = {_show(self.off)}")
-        if not self.freqmin > 0:
-            bad("freqmin", "> 0")
-        if not self.freqmax > self.freqmin:
-            bad("freqmax", "> freqmin", f" = {_show(self.freqmin)}")
-        if not 1 <= self.corners <= 20:
-            bad("corners", "within [1, 20]")
-        if not self.min_duration_s >= 0:
-            bad("min_duration_s", ">= 0")
-        if not self.max_duration_s > 0:
-            bad("max_duration_s", "> 0")
-        elif not self.max_duration_s > self.min_duration_s:
-            bad("max_duration_s", "> min_duration_s", f" = {_show(self.min_duration_s)}")
-        if not self.dead_time_s >= 0:
-            bad("dead_time_s", ">= 0")
-        if not self.hold_s >= 0:
-            bad("hold_s", ">= 0")
-        if not self.coincidence_sum > 0:
-            bad("coincidence_sum", "> 0")
-        for k, w in self.weights.items():
-            if not k:
-                out.append("weights: a key must be a SEED id or channel code, got \"\"")
-            elif not w >= 0:
-                out.append(f"weights.{k}: must be >= 0, got {_show(w)}")
-        if self.warmup_s is not None and not self.warmup_s >= 0:
-            bad("warmup_s", ">= 0")
-        return out
+    def bands_hz(self) -> list[tuple[float, float]]:
+        """The trigger bands (Hz) :class:`~edge.trigger.stream.StreamingTrigger` runs:
+        :meth:`configured_bands`, else ``[DEFAULT_BAND]``."""
+        return self.configured_bands() or [DEFAULT_BAND]
+
+    def with_bands(self, bands: list[tuple[float, float]]) -> TriggerConfig:
+        """A copy running exactly ``bands`` (Hz) (``freqmin``/``freqmax`` unset)."""
+        d = self.to_dict()
+        d.pop("freqmin", None)
+        d.pop("freqmax", None)
+        d["bands"] = [[float(lo), float(hi)] for lo, hi in bands]
+        return type(self).from_dict(d)
 
     def weight(self, seed_id: str) -> float:
         """The coincidence weight of a channel: ``weights[seed_id]``, else
@@ -160,82 +149,3 @@ class TriggerConfig:
         if w is None:
             w = self.weights.get(seed_id.rsplit(".", 1)[-1], 1.0)
         return float(w)
-
-
-_INT_KEYS = {"corners"}
-_STR_KEYS = {"method"}
-_OPTIONAL_KEYS = {"warmup_s"}
-
-
-def _show(v: Any) -> str:
-    """A value in a message: -1.0 as -1, strings quoted."""
-    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
-        return str(int(v))
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    return repr(v)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def _number_problem(v: Any) -> str | None:
-    if not _is_number(v):
-        return f"expected a number, got {_describe(v)}"
-    if not math.isfinite(float(v)):
-        return f"must be a finite number, got {_show(v)}"
-    return None
-
-
-def _describe(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return f"boolean {str(bool(v)).lower()}"
-    if v is None:
-        return "nothing (None)"
-    if isinstance(v, str):
-        return f"string {_show(v)}"
-    if isinstance(v, (int, np.integer)):
-        return f"integer {v}"
-    if isinstance(v, (float, np.floating)):
-        return f"float {v!r}"
-    return f"{type(v).__name__} {v!r}"
-
-
-def _type_problem(key: str, v: Any) -> str | None:
-    """``"key: problem"`` when ``v`` has the wrong type for field ``key``, else None."""
-    if key in _STR_KEYS:
-        return None if isinstance(v, str) else f"{key}: expected a string, got {_describe(v)}"
-    if key in _INT_KEYS:
-        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-            return None
-        return f"{key}: expected an integer, got {_describe(v)}"
-    if key == "weights":
-        if not isinstance(v, Mapping):
-            return f"{key}: expected a table of numbers, got {_describe(v)}"
-        for k, w in v.items():
-            if not isinstance(k, str):
-                return f"{key}: keys must be strings (SEED id or channel code), got {_describe(k)}"
-            p = _number_problem(w)
-            if p:
-                return f"{key}.{k}: {p}"
-        return None
-    if key in _OPTIONAL_KEYS and v is None:
-        return None
-    p = _number_problem(v)
-    return None if p is None else f"{key}: {p}"
-
-
-def _normalise(key: str, v: Any) -> Any:
-    if key in _STR_KEYS or (key in _OPTIONAL_KEYS and v is None):
-        return v
-    if key in _INT_KEYS:
-        return int(v)
-    if key == "weights":
-        return {str(k): float(w) for k, w in v.items()}
-    return float(v)
-
-
-def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.trigger.bandpass import sosfilt_inplace, sosfilt_kernel
+from edge.trigger.clib import clibsignal, head_stalta_t
 from edge.trigger.settings import METHODS
 
 __all__ = ["StaLtaStream"]
@@ -46,9 +47,6 @@ class StaLtaStream:
         self.zl = np.zeros((1, 1, 2))
         self._stalta = None
         if method == "classicstalta":
-            # deferred: obspy.signal imports matplotlib; only the classic method needs it
-            from obspy.signal.headers import clibsignal, head_stalta_t
-
             self._head = np.zeros(1, dtype=head_stalta_t)
             self._head["nsta"] = nsta
             self._head["nlta"] = nlta

@@ -101,7 +101,7 @@ __all__ = [
 
 
 class _Event:
-    __slots__ = ("on_ns", "deadline", "last_off", "trigs", "channels", "weights")
+    __slots__ = ("on_ns", "deadline", "last_off", "trigs", "channels", "weights", "bands")
 
     def __init__(self, on_ns: int, deadline: int) -> None:
         self.on_ns = on_ns
@@ -110,12 +110,15 @@ class _Event:
         self.trigs: list[ChannelTrigger] = []
         self.channels: list[str] = []
         self.weights: dict[str, float] = {}
+        self.bands: list[tuple[float, float]] = []
 
     def join(self, ch: Channel, trig: ChannelTrigger) -> None:
         self.trigs.append(trig)
         if ch.seed_id not in self.weights:
             self.channels.append(ch.seed_id)
             self.weights[ch.seed_id] = ch.weight
+        if ch.band not in self.bands:
+            self.bands.append(ch.band)
 
     def peak(self) -> float:
         return max((t.peak for t in self.trigs), default=0.0)
@@ -138,11 +141,14 @@ class StreamingTrigger:
         cfg = TriggerConfig() if cfg is None else cfg
         cfg.validate()
         self.cfg = cfg
+        #: the trigger bands (Hz), each with its own band-pass and STA/LTA per channel
+        self.bands: list[tuple[float, float]] = cfg.bands_hz()
         self.max_lag_ns = int(min(max_lag_s * 1e9, 2.0 ** 62))
-        self._channels: dict[str, Channel] = {}
+        self._chans: dict[str, list[Channel]] = {}  # seed_id -> one Channel per band
+        self._all: list[Channel] = []
         self._seq = itertools.count()
         self._npending = 0
-        self._on_set: dict[str, ChannelTrigger] = {}
+        self._on_set: dict[tuple[str, int], tuple[Channel, ChannelTrigger]] = {}
         self._event: _Event | None = None
         self._dead_until = -(2 ** 62)
         self._min_ns = int(round(cfg.min_duration_s * 1e9))
@@ -171,20 +177,24 @@ class StreamingTrigger:
             raise ValueError(f"{seed_id}: data must be 1-D, got shape {data.shape}")
         m = data.shape[0]
         start_ns = starttime.ns if isinstance(starttime, UTCDateTime) else UTCDateTime(starttime).ns
-        ch = self._channels.get(seed_id)
-        if ch is None or ch.fs != sampling_rate:
-            if ch is not None:  # a new sampling rate: a new segment with a new filter
-                self._npending += ch.end("gap")
-                pending = ch.pending
+        chans = self._chans.get(seed_id)
+        if chans is None or chans[0].fs != sampling_rate:
+            if chans is not None:  # a new sampling rate: a new segment with a new filter
+                for c in chans:
+                    self._npending += c.end("gap")
             if m == 0:
                 return []
-            new = Channel(seed_id, self.cfg, float(sampling_rate), start_ns, self._seq)
-            if ch is not None:
-                new.pending = pending
-            self._channels[seed_id] = ch = new
+            new = [Channel(seed_id, self.cfg, float(sampling_rate), start_ns, self._seq, band, i)
+                   for i, band in enumerate(self.bands)]
+            if chans is not None:
+                for c_new, c_old in zip(new, chans):
+                    c_new.pending = c_old.pending
+            self._chans[seed_id] = chans = new
+            self._all = [c for cs in self._chans.values() for c in cs]
         elif m == 0:
             return []
         else:
+            ch = chans[0]  # every band of a channel has the same segment and grid
             d = start_ns - ch.next_ns
             if d > ch.half_ns or d < -ch.half_ns:
                 if d < 0 and ch.cft.n:  # overlap: drop samples already seen if on the grid
@@ -195,9 +205,11 @@ class StreamingTrigger:
                         data = data[k:]
                         d = 0
                 if d:
-                    self._npending += ch.end("gap")
-                    ch.reset(start_ns)
-        self._npending += ch.process(data)
+                    for c in chans:
+                        self._npending += c.end("gap")
+                        c.reset(start_ns)
+        for c in chans:
+            self._npending += c.process(data)
         if not self._npending and self._event is None:
             return []
         return self._settle()
@@ -206,10 +218,10 @@ class StreamingTrigger:
         """End of the data: channels still on go off at their last sample, every pending
         decision is made, an event still on ends ("end of data"); every channel starts a
         new segment with its next chunk."""
-        for ch in self._channels.values():
+        for ch in self._all:
             self._npending += ch.end("end of data")
         out = self._settle(final=True)
-        for ch in self._channels.values():
+        for ch in self._all:
             ch.reset(ch.next_ns)
         return out
 
@@ -226,7 +238,7 @@ class StreamingTrigger:
 
     # ------------------------------------------------------------------ coincidence
     def _watermark(self) -> int:
-        ks = [ch.known_ns() for ch in self._channels.values()]
+        ks = [ch.known_ns() for ch in self._all]
         newest = max(ks)
         return min(k for k in ks if k >= newest - self.max_lag_ns)
 
@@ -234,7 +246,7 @@ class StreamingTrigger:
         w = 2 ** 62 if final else self._watermark()
         ready = []
         if self._npending:
-            for ch in self._channels.values():
+            for ch in self._all:
                 q = ch.pending
                 while q and q[0][0] < w:
                     ready.append(q.popleft())
@@ -259,26 +271,32 @@ class StreamingTrigger:
         if t < self._dead_until or ch.weight <= 0:
             trig.spent = True
             return
-        self._on_set[ch.seed_id] = trig
+        self._on_set[ch.key] = (ch, trig)
         ev = self._event
         if ev is not None:
             ev.join(ch, trig)
             return
-        total = sum(self._channels[s].weight for s in self._on_set)
+        # coincidence per band: the weights of the channels on in this trigger's band
+        band = [(c, tr) for c, tr in self._on_set.values() if c.index == ch.index]
+        total = sum(c.weight for c, _ in band)
         if total >= self._need:
-            members = sorted(self._on_set.values(), key=lambda tr: tr.on_ns)
-            on_ns = members[0].on_ns
+            on_ns = min(tr.on_ns for _, tr in band)
             ev = _Event(on_ns, on_ns + self._max_ns)
-            for tr in members:
-                ev.join(self._channels[tr.seed_id], tr)
+            # the band that made it first, then channels on in other bands (they join: the
+            # event lasts until the last of them goes off)
+            members = sorted(self._on_set.values(),
+                             key=lambda m: (m[0].index != ch.index, m[1].on_ns, m[0].index))
+            for c, tr in members:
+                ev.join(c, tr)
             self._event = ev
             out.append(Transition("on", self._snapshot(ev)))
 
     def _chan_off(self, t: int, ch: Channel, trig: ChannelTrigger, reason: str,
                   out: list[Transition]) -> None:
-        if self._on_set.get(ch.seed_id) is not trig:
+        held = self._on_set.get(ch.key)
+        if held is None or held[1] is not trig:
             return  # a trigger that does not count (dead time, weight 0, spent)
-        del self._on_set[ch.seed_id]
+        del self._on_set[ch.key]
         ev = self._event
         if ev is not None:
             if t >= ev.last_off:
@@ -290,7 +308,7 @@ class StreamingTrigger:
 
     def _close_max(self, out: list[Transition]) -> None:
         ev = self._event
-        for trig in self._on_set.values():
+        for _, trig in self._on_set.values():
             trig.spent = True
         self._on_set.clear()
         self._close(ev, ev.deadline, "max_duration", out)
@@ -307,4 +325,5 @@ class StreamingTrigger:
         return TriggerEvent(trigger_on=utc(ev.on_ns),
                             trigger_off=None if off_ns is None else utc(off_ns),
                             cft_peak=ev.peak(), channels=list(ev.channels), closed_by=reason,
-                            coincidence_sum=float(sum(ev.weights.values())))
+                            coincidence_sum=float(sum(ev.weights.values())),
+                            bands=list(ev.bands))

@@ -54,7 +54,7 @@ def _check_folder(kind: str, folder: str) -> Path:
     if not path.is_dir():
         raise CommandError(f"--{kind} {folder}: not a folder")
     if not (path / "labels.csv").is_file():
-        raise CommandError(f"--{kind} {folder}: no labels.csv in the folder (see shared/spec/dataset.md)")
+        raise CommandError(f"--{kind} {folder}: no labels.csv in the folder (see docs/spec/dataset.md)")
     return path
 
 

@@ -1,4 +1,4 @@
-"""``microseis evaluate``: score a training run (or, later, a model bundle) on a labeled dataset
+"""``microseis evaluate``: score a training run or a signed model bundle on a labeled dataset
 folder; writes ``metrics.json``, ``predictions.csv`` and figures (docs/evaluation.md).
 
 Light module: torch, matplotlib and the dataset code are imported only when the command runs.
@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=HELP + ". Rows with labels the model does not know are reported (file and "
                            "line) and skipped.",
     )
-    p.add_argument("--model", required=True, metavar="BUNDLE_OR_RUN",
-                   help="training run directory (holding model.pt); model bundles: not yet")
+    p.add_argument("--model", default=None, metavar="BUNDLE_OR_RUN",
+                   help="signed model bundle (.msb) or training run directory (holding model.pt); "
+                        "default: the shipped bundle edge/models/default.msb")
     p.add_argument("--data", required=True, metavar="DIR", help="labeled dataset folder (labels.csv)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--mc-passes", type=int, default=20, metavar="N",
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CommandError("--batch-size must be >= 1")
     from trainer.evaluate import EvaluationError, evaluate
+
+    if args.model is None:
+        from edge.model.format import DEFAULT_BUNDLE  # deferred: only when no --model is given
+
+        args.model = str(DEFAULT_BUNDLE)
 
     try:
         metrics = evaluate(args.model, args.data, args.out, mc_passes=args.mc_passes,

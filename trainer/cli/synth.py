@@ -1,8 +1,9 @@
-"""``microseis synth``: write a synthetic labeled dataset folder (shared/spec/dataset.md).
+"""``microseis synth``: write a synthetic labeled dataset folder (docs/spec/dataset.md).
 
 Fractures, rockfalls, local earthquakes (amplitudes consistent with ML) and noise transients
-on a 3-component 4.5 Hz geophone + 24-bit digitizer; see docs/synthetic.md. Light module:
-numpy/obspy are imported only when the command runs.
+on a 3-component 4.5 Hz geophone + 24-bit digitizer; see docs/synthetic.md. The options of
+the parameters come from :class:`trainer.synth.config.SynthConfig`. Light module: numpy/obspy
+are imported only when the command runs.
 """
 from __future__ import annotations
 
@@ -11,30 +12,11 @@ import json
 import sys
 
 from edge.cli import CommandError
+from edge.schema import ConfigError
+from edge.schema.render import add_options, from_args
+from trainer.synth.config import SynthConfig
 
 HELP = "write a synthetic labeled dataset (fracture/rockfall/earthquake/noise)"
-
-
-def _balance(text: str):
-    """``bossea``, ``equal`` or ``class=weight,...`` (argparse type)."""
-    if text in ("bossea", "equal"):
-        return text
-    from edge.signal.labels import CLASSES
-
-    weights = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = -1.0
-        if not sep or name not in CLASSES or weight < 0:
-            raise argparse.ArgumentTypeError(
-                f"bad balance {text!r}: use bossea, equal or CLASS=WEIGHT,... with classes "
-                f"{', '.join(CLASSES)}")
-        weights[name] = weight
-    return weights
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,33 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "synth", help=HELP, description=HELP + ". Same seed and options give identical files.",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
-    p.add_argument("--events", type=int, default=400, metavar="N", help="number of events (400)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
-    p.add_argument("--balance", type=_balance, default="bossea", metavar="BALANCE",
-                   help="class balance: 'bossea' (257:21:36:41, the default), 'equal', or relative "
-                        "weights such as 'earthquake=1' or 'fracture=2,earthquake=1'")
-    p.add_argument("--snr-db", nargs=2, type=float, default=(6.0, 30.0), metavar=("MIN", "MAX"),
-                   help="SNR range in dB (6 30); for earthquakes MIN is a detection threshold")
-    p.add_argument("--season-shift", type=float, default=0.0, metavar="HZ",
-                   help="shift of the fracture peak frequency, Hz (0)")
-    p.add_argument("--sampling-rate", type=float, default=250.0, metavar="HZ", help="sampling rate (250)")
-    p.add_argument("--magnitude-range", nargs=2, type=float, default=(0.0, 3.0), metavar=("MIN", "MAX"),
-                   help="earthquake ML range, uniform (0 3)")
-    p.add_argument("--b-value", type=float, default=None, metavar="B",
-                   help="draw magnitudes from a truncated Gutenberg-Richter law with this b-value")
-    p.add_argument("--distance-km", nargs=2, type=float, default=(2.0, 80.0), metavar=("MIN", "MAX"),
-                   help="earthquake hypocentral distance range, km (2 80)")
-    p.add_argument("--noise-rms", nargs=2, type=float, default=(1e-9, 1e-7), metavar=("MIN", "MAX"),
-                   help="background ground-velocity rms range, m/s, log-uniform (1e-9 1e-7)")
-    p.add_argument("--sites", choices=("train", "other", "fixed"), default="train",
-                   help="'train' (default): every --events-per-site events at a site drawn from the "
-                        "training split (rate, instrument + StationXML, noise, bands); 'other': the "
-                        "held-out split (200 Hz, 10 Hz geophone, other noise slopes), never for "
-                        "training; 'fixed': the single-site benchmark of before (--sampling-rate, "
-                        "--stations, --noise-rms, --distance-km, --magnitude-range apply only here)")
-    p.add_argument("--events-per-site", type=int, default=25, metavar="N",
-                   help="events per drawn site (25)")
-    p.add_argument("--stations", type=int, default=3, metavar="N", help="stations S1..SN (3)")
+    add_options(p, SynthConfig)  # --events, --seed, --balance, ...: declared in SynthConfig
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (1)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object (last line)")
@@ -112,23 +68,15 @@ def _table(summary: dict, out: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.synth import SynthConfig, generate_dataset
-    from trainer.synth.dataset_writer import DatasetExistsError
-
     if args.jobs < 1:
         raise CommandError("--jobs must be >= 1")
-    cfg = SynthConfig(
-        n_events=args.events, seed=args.seed, balance=args.balance,
-        snr_db=tuple(args.snr_db), season_shift_hz=args.season_shift,
-        sampling_rate=args.sampling_rate, magnitude_range=tuple(args.magnitude_range),
-        magnitude_b_value=args.b_value, distance_km=tuple(args.distance_km),
-        noise_rms=tuple(args.noise_rms), n_stations=args.stations,
-        sites=args.sites, events_per_site=args.events_per_site,
-    )
     try:
-        cfg.validate()
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        cfg = from_args(SynthConfig, args, base={"sites": "train"})  # new benchmarks: drawn sites
+    except ConfigError as exc:
+        raise CommandError(str(exc).replace("\n", "; ")) from None
+    from trainer.synth import generate_dataset
+    from trainer.synth.dataset_writer import DatasetExistsError
+
     try:
         summary = generate_dataset(cfg, args.out, force=args.force, jobs=args.jobs,
                                    progress=_progress_printer())

@@ -8,7 +8,7 @@ Architecture (defaults, ~30 k parameters)::
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

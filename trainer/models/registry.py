@@ -12,9 +12,10 @@ architecture: :func:`checkpoint_dict` / :func:`save_checkpoint` / :func:`load_ch
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ class ModelConfig:
                 else {k: _listify(v) for k, v in self.options.items()} for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -117,7 +118,7 @@ class ModelConfig:
         return cls(**dict(d))
 
     @classmethod
-    def from_hparams(cls, name: str, hparams: Mapping[str, Any]) -> "ModelConfig":
+    def from_hparams(cls, name: str, hparams: Mapping[str, Any]) -> ModelConfig:
         """Split a model's ``hparams`` into the common fields and ``options``."""
         hp = dict(hparams)
         common = {k: hp.pop(k) for k in _COMMON if k in hp}

@@ -21,7 +21,7 @@ axis (no MaxPool1d / adaptive pooling).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

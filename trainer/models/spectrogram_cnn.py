@@ -15,7 +15,7 @@ The flatten size depends on (F, T), so the image size is a constructor argument
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

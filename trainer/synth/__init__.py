@@ -1,11 +1,10 @@
 """Physically grounded synthetic benchmark: 3-component geophone records of fractures,
 rockfalls, local earthquakes (ML-consistent amplitudes) and noise transients, written as a
-dataset folder (``shared/spec/dataset.md``). See ``docs/synthetic.md``.
+dataset folder (``docs/spec/dataset.md``). See ``docs/synthetic.md``.
 
 Only numpy, scipy and obspy are needed (no torch). Entry point: :func:`generate_dataset`.
 """
 from .config import BALANCES, BOSSEA_COUNTS, CLASSES, SynthConfig, class_counts
-from .generate import event_plan, generate_dataset, make_event
 
 __all__ = [
     "BALANCES",
@@ -17,3 +16,13 @@ __all__ = [
     "generate_dataset",
     "make_event",
 ]
+
+
+def __getattr__(name: str):
+    # deferred: the generator imports numpy, scipy and obspy; `microseis synth` builds its
+    # options from SynthConfig at every start of the `microseis` command (on a station too)
+    if name in ("event_plan", "generate_dataset", "make_event"):
+        from . import generate
+
+        return getattr(generate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,9 +43,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from scipy.fft import irfft, rfft, rfftfreq
@@ -326,7 +327,7 @@ class EventStream:
         self.n_samples = n_samples
 
     def __iter__(self) -> Iterator[PlacedEvent]:
-        m, site, fs = self.m, self.m.site, self.m.fs
+        site, fs = self.m.site, self.m.fs
         rates = np.array([max(0.0, site.rates_per_hour.get(c, 0.0)) for c in CLASSES])
         if rates.sum() <= 0:
             return
@@ -340,7 +341,7 @@ class EventStream:
             i0 = int(round(t * fs))
             if i0 >= self.n_samples:
                 return
-            ev = site_event(m, label, np.random.default_rng(self.key + [k, 0x5EED]))
+            ev = site_event(self.m, label, np.random.default_rng(self.key + [k, 0x5EED]))
             k += 1
             n_src = ev["n_src"]
             if i0 + n_src > self.n_samples:

@@ -1,4 +1,4 @@
-"""Writes the dataset folder of ``shared/spec/dataset.md``.
+"""Writes the dataset folder of ``docs/spec/dataset.md``.
 
 ::
 
@@ -20,8 +20,9 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = [
     "DatasetExistsError",
@@ -166,7 +167,7 @@ class DatasetWriter:
             "config": cfg.to_dict(),
         }
         if sites is not None:
-            summary["site_split"] = cfg.sites
+            summary["site_split"] = cfg.site_mode
             summary["sites"] = [s.to_dict() for s in sites]
         (self.root / "synth.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n",
                                               encoding="utf-8")

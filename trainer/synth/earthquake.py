@@ -123,7 +123,8 @@ def earthquake(rng: np.random.Generator, fs: float, magnitude: float, r_km: floa
     C = RAD_PATTERN * FREE_SURFACE * PARTITION / (4 * math.pi * RHO * beta**3)
     site = np.exp(-math.pi * kappa * f)
     spec_s = C * m0 * 2 * np.pi * f / (1 + (f / fc) ** 2) * np.exp(-np.pi * f * r_km / (Q * vs_km_s)) * site / r_m
-    spec_p = ps_ratio * C * m0 * 2 * np.pi * f / (1 + (f / (1.5 * fc)) ** 2) * np.exp(-np.pi * f * r_km / (Q * vp_km_s)) * site / r_m
+    spec_p = (ps_ratio * C * m0 * 2 * np.pi * f / (1 + (f / (1.5 * fc)) ** 2)
+              * np.exp(-np.pi * f * r_km / (Q * vp_km_s)) * site / r_m)
     spec_s[0] = spec_p[0] = 0.0
     # Time-domain envelopes; the spectra are total energy of each phase including its coda.
     env_p = _envelope(n, fs, 0, 0.03, tp_dur, min(tau_c, max(0.3, 0.6 * sp + 0.3)))

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,8 @@ def _place(sig: np.ndarray, n_pre: int, n_total: int) -> np.ndarray:
     return out
 
 
-def _earthquake(rng: np.random.Generator, cfg: SynthConfig, sens: float) -> tuple[Source, float, float, float, tuple[int, int], dict]:
+def _earthquake(rng: np.random.Generator, cfg: SynthConfig,
+                sens: float) -> tuple[Source, float, float, float, tuple[int, int], dict]:
     from edge.signal.magnitude import local_magnitude
 
     fs = cfg.sampling_rate
@@ -176,7 +178,7 @@ def make_event(cfg: SynthConfig, index: int, label: str) -> EventResult:
     (:func:`.site_events.make_site_event`)."""
     from obspy import Stream, Trace, UTCDateTime
 
-    if cfg.sites != "fixed":
+    if cfg.site_mode != "fixed":
         from .site_events import make_site_event
 
         return make_site_event(cfg, index, label)
@@ -288,7 +290,7 @@ def generate_dataset(
     writer = DatasetWriter(out_dir)
     writer.prepare(force=force)
     sites = None
-    if cfg.sites == "fixed":
+    if cfg.site_mode == "fixed":
         from .response import build_inventory
 
         specs, _ = _stations(cfg)

@@ -174,7 +174,8 @@ def build_inventory(stations: list[StationSpec], sampling_rate: float, start_tim
                 elevation=spec.elevation, depth=0.0, azimuth=az, dip=dip,
                 sample_rate=float(sampling_rate), start_date=t0,
                 sensor=Equipment(type="Geophone", description="4.5 Hz geophone, 28.8 V/(m/s), damping 0.7 (synthetic)"),
-                data_logger=Equipment(type="Digitizer", description=f"24-bit digitizer, preamp gain {spec.preamp_gain:g} (synthetic)"),
+                data_logger=Equipment(type="Digitizer",
+                                      description=f"24-bit digitizer, preamp gain {spec.preamp_gain:g} (synthetic)"),
                 response=build_response(spec.preamp_gain, sampling_rate),
             ))
         sta = Station(

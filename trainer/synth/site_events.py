@@ -49,8 +49,8 @@ def n_sites(cfg: SynthConfig) -> int:
 
 
 def _draw(cfg: SynthConfig, k: int) -> Site:
-    rng = np.random.default_rng([int(cfg.seed), SPLIT_CODES[cfg.sites], int(k), 0xE5E7])
-    return draw_site(rng, cfg.sites, network=NETWORK, station=f"{STATION_PREFIX[cfg.sites]}{k + 1:03d}")
+    rng = np.random.default_rng([int(cfg.seed), SPLIT_CODES[cfg.site_mode], int(k), 0xE5E7])
+    return draw_site(rng, cfg.site_mode, network=NETWORK, station=f"{STATION_PREFIX[cfg.site_mode]}{k + 1:03d}")
 
 
 def dataset_sites(cfg: SynthConfig) -> list[Site]:
@@ -61,7 +61,7 @@ def dataset_sites(cfg: SynthConfig) -> list[Site]:
 def site_of(cfg: SynthConfig, index: int) -> tuple[Site, SiteModel]:
     """Site of event ``index`` and its synthesis model (cached per process)."""
     k = int(index) % n_sites(cfg)
-    key = (int(cfg.seed), cfg.sites, int(cfg.events_per_site), int(cfg.n_events), k)
+    key = (int(cfg.seed), cfg.site_mode, int(cfg.events_per_site), int(cfg.n_events), k)
     if key not in _MODELS:
         if len(_MODELS) > 64:
             _MODELS.clear()

@@ -32,9 +32,10 @@ narrow cultural tone (pump, ventilation) and a day/night cycle of the noise abov
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -158,7 +159,7 @@ class Site:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Site":
+    def from_dict(cls, d: Mapping[str, Any]) -> Site:
         names = set(cls.__dataclass_fields__)
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kw)

@@ -13,8 +13,8 @@ Subtypes (probability): ``spike`` 0.20, ``step`` 0.15, ``rain`` 0.20, ``footstep
   of 3-15 ms damped sinusoids at 40-110 Hz, log-normal sizes (sigma 0.8), mainly vertical,
   for 5-40 s with 1-3 s rise and 1-5 s fall.
 * **footsteps** — a person walking past: steps every 0.45-0.7 s (+-5 % jitter), heel/toe
-  double impact, damped sinusoid 15-60 Hz (at most 0.4 x the sampling rate), Gaussian amplitude envelope (approach and leave),
-  5-25 s.
+  double impact, damped sinusoid 15-60 Hz (at most 0.4 x the sampling rate), Gaussian amplitude
+  envelope (approach and leave), 5-25 s.
 * **traffic** — a vehicle or machine passing: harmonic series (fundamental 5-25 Hz, 2-4
   harmonics, slow +-3 % Doppler/rpm sweep) plus band-limited rumble (5-40 Hz), Gaussian
   envelope, 10-40 s.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -4,8 +4,8 @@ event arrays, their metrics, and a run's validation events read back.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
