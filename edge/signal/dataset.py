@@ -40,7 +40,6 @@ from pathlib import Path
 import obspy
 from obspy import Inventory, Stream, UTCDateTime
 
-from edge.signal.picking import find_trigger
 from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, preprocess_stream
 
 __all__ = [
@@ -370,7 +369,11 @@ def load_event(
     st = _check_stream(_read_waveform(Path(folder) / row.path), row.station)
     t = row.trigger_time
     if t is None:
-        t = (trigger_finder or find_trigger)(st)
+        if trigger_finder is None:
+            # deferred: edge.signal.picking imports obspy.signal (matplotlib, ~40 MB), and the
+            # station imports this module for response_for
+            from edge.signal.picking import find_trigger as trigger_finder
+        t = trigger_finder(st)
     spec = spec or WindowSpec()
     response = None
     if inventory is not None:

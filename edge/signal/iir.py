@@ -21,16 +21,15 @@ design and ``sosfilt`` (docs/performance.md, "Half the memory").
 from __future__ import annotations
 
 import functools
-import importlib.machinery
-import importlib.util
 import logging
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PRIVATE_KERNEL", "bandpass", "butter_sos", "highpass", "sosfilt", "sosfilt_inplace", "sosfilt_kernel"]
+from edge.signal.private_ext import load_extension
+
+__all__ = ["PRIVATE_KERNEL", "bandpass", "butter_sos", "highpass", "sosfilt", "sosfilt_inplace", "sosfilt_kernel",
+           "sosfilt_zi", "sosfiltfilt"]
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +38,8 @@ _KERNEL_MODULE = "scipy.signal._sosfilt"
 
 def _load_private_kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
     """scipy's ``_sosfilt`` extension loaded from its file, or None (layout changed)."""
-    mod = sys.modules.get(_KERNEL_MODULE)
-    if mod is None:
-        spec = importlib.util.find_spec("scipy")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        folder = Path(next(iter(spec.submodule_search_locations))) / "signal"
-        path = next((folder / f"_sosfilt{s}" for s in importlib.machinery.EXTENSION_SUFFIXES
-                     if (folder / f"_sosfilt{s}").is_file()), None)
-        if path is None:
-            return None
-        try:
-            loader = importlib.machinery.ExtensionFileLoader(_KERNEL_MODULE, str(path))
-            kspec = importlib.util.spec_from_file_location(_KERNEL_MODULE, str(path), loader=loader)
-            mod = importlib.util.module_from_spec(kspec)  # type: ignore[arg-type]
-            loader.exec_module(mod)
-        except Exception as exc:  # noqa: BLE001 -- any failure: the public function instead
-            log.debug("scipy's sosfilt kernel did not load from %s: %s", path, exc)
-            return None
-        sys.modules[_KERNEL_MODULE] = mod
-    return getattr(mod, "_sosfilt", None)
+    mod = load_extension(_KERNEL_MODULE)
+    return None if mod is None else getattr(mod, "_sosfilt", None)
 
 
 def sosfilt_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
@@ -90,6 +71,56 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> np.
     if zi is not None and not np.shares_memory(state, zi):
         zi[...] = state[0]
     return y[0]
+
+
+def _lfilter_zi(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """scipy's ``lfilter_zi(b, a)`` of one section (``a[0]`` nonzero, equal lengths): the
+    state of the step response's steady state, solved with numpy as scipy does."""
+    if a[0] != 1.0:
+        b = b / a[0]
+        a = a / a[0]
+    n = a.shape[0]
+    companion = np.zeros((n - 1, n - 1), dtype=a.dtype)  # scipy.linalg.companion(a)
+    companion[0] = -a[1:] / (1.0 * a[0])
+    companion[list(range(1, n - 1)), list(range(0, n - 2))] = 1
+    i_minus_a = np.eye(n - 1) - companion.T
+    return np.linalg.solve(i_minus_a, b[1:] - a[1:] * b[0])
+
+
+def sosfilt_zi(sos: np.ndarray) -> np.ndarray:
+    """:func:`scipy.signal.sosfilt_zi`: initial state (sections, 2) of ``sos`` for a step."""
+    zi = np.empty((sos.shape[0], 2), dtype=sos.dtype)
+    scale = 1.0
+    for section in range(sos.shape[0]):
+        b, a = sos[section, :3], sos[section, 3:]
+        zi[section] = scale * _lfilter_zi(b, a)
+        scale *= np.sum(b) / np.sum(a)
+    return zi
+
+
+def sosfiltfilt(sos: np.ndarray, x: np.ndarray, padlen: int | None = None) -> np.ndarray:
+    """:func:`scipy.signal.sosfiltfilt` of a 1-D array with its default odd padding: forward
+    and backward through ``sos``, each started in the steady state of the padded signal's
+    first sample. ``padlen`` (samples at each end) defaults to scipy's
+    ``3 * (2 * sections + 1 - min(#zero b2, #zero a2))``; it must be below ``len(x)``."""
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"x: expected a 1-D array, got shape {x.shape}")
+    ntaps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    edge = ntaps * 3 if padlen is None else int(padlen)
+    if x.size <= edge:
+        raise ValueError(f"x: the length of the input must be greater than padlen, which is {edge}")
+    if edge > 0:  # scipy's odd_ext
+        ext = np.concatenate((2 * x[:1] - x[edge:0:-1], x, 2 * x[-1:] - x[-2:-(edge + 2):-1]))
+    else:
+        ext = x
+    zi = sosfilt_zi(sos)
+    state = zi * ext[0]
+    y = sosfilt(sos, ext, zi=state)
+    state = zi * y[-1]
+    y = sosfilt(sos, y[::-1], zi=state)[::-1]
+    return y[edge:-edge] if edge > 0 else y
 
 
 # --------------------------------------------------------------------------- design

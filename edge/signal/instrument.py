@@ -16,19 +16,38 @@ Stabilisation (as ObsPy's ``Trace.remove_response``): a cosine pre-filter that i
 input rate to 0 at Nyquist (anti-alias FIR stages of real recorders), and a water level of
 :data:`WATER_LEVEL_DB` below the largest ``|H|``. The window's bandpass (``freqmin`` ..
 ``freqmax``) follows, so the pre-filter only keeps the division from amplifying what the
-bandpass removes anyway. Only numpy and ObsPy: this runs on the station.
+bandpass removes anyway. Only numpy and ObsPy: this runs on the station. numpy's FFT, not
+``scipy.fft`` (whose import loads scipy.special: +22 MB resident on the station); the
+transform lengths are ``scipy.fft.next_fast_len``'s (:func:`next_fast_len`), and numpy's and
+scipy's pocketfft give the same values (tests/test_seismometer.py checks both).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
+from numpy.fft import irfft, rfft, rfftfreq
 
-__all__ = ["WATER_LEVEL_DB", "remove_response"]
+__all__ = ["WATER_LEVEL_DB", "next_fast_len", "remove_response"]
 
 #: water level of the inversion, dB below the largest |H| (ObsPy's default)
 WATER_LEVEL_DB = 60.0
+
+
+def next_fast_len(target: int) -> int:
+    """``scipy.fft.next_fast_len(target)``: the smallest ``n >= target`` whose prime factors
+    are all 2, 3, 5, 7 or 11 (a fast length for pocketfft)."""
+    if target < 1:
+        raise ValueError(f"target: must be a positive integer, got {target}")
+    n = int(target)
+    while True:
+        m = n
+        for p in (2, 3, 5, 7, 11):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
 
 
 def _cosine_prefilter(f: np.ndarray, f1: float, f2: float, f3: float, f4: float) -> np.ndarray:

@@ -14,7 +14,8 @@ Procedure (one station, one event):
    the high-pass changes it by well under 0.05 magnitude units;
 3. **Wood-Anderson** simulation (natural period 0.8 s, damping 0.8, static magnification 2080,
    the value Hutton & Boore 1987 assumed) with ObsPy's
-   :func:`~obspy.signal.invsim.simulate_seismometer`: velocity in, WA displacement out;
+   :func:`~obspy.signal.invsim.simulate_seismometer` (ported to numpy in
+   :mod:`edge.signal.seismometer`, the same values): velocity in, WA displacement out;
 4. **A** = largest absolute WA amplitude (zero to peak) in mm;
 5. ``ML = log10(A) + 1.110 log10(r/100) + 0.00189 (r - 100) + 3.0`` with ``r`` the
    hypocentral distance in km (Hutton & Boore 1987; calibrated for 10-700 km, used here
@@ -23,7 +24,9 @@ Procedure (one station, one event):
    (Hutton & Boore treated each horizontal WA record as a separate reading).
 
 Without a catalogue location, :func:`hypocentral_distance_km` estimates ``r`` from the S-P
-time. Only numpy, scipy and obspy: this module runs on the station.
+time. Only numpy and obspy's core: this module runs on the station (the high-pass and the
+simulation without the package inits of ``scipy.signal`` and ``obspy.signal``, ~110 MB;
+:func:`station_magnitude`'s ``remove_response`` still loads ``obspy.signal``).
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.signal.iir import butter_sos
+from edge.signal.iir import butter_sos, sosfiltfilt
+from edge.signal.seismometer import simulate_seismometer
 
 __all__ = [
     "ML_HIGHPASS_HZ",
@@ -118,11 +122,6 @@ def wood_anderson_displacement(
     ``highpass_hz``: zero-phase 4-pole Butterworth high-pass before the simulation
     (``None`` to skip it).
     """
-    # deferred: obspy.signal and scipy.signal cost ~110 MB; only an event with a magnitude
-    # (a configured response) needs them, not the station's start or its trigger
-    from obspy.signal.invsim import simulate_seismometer
-    from scipy.signal import sosfiltfilt
-
     x, fs = _as_array_and_rate(velocity, sampling_rate)
     x = x - x.mean()
     if highpass_hz:
@@ -130,12 +129,9 @@ def wood_anderson_displacement(
             raise ValueError(f"highpass_hz must lie in (0, {fs / 2}), got {highpass_hz}")
         sos = butter_sos(4, highpass_hz / (fs / 2), "highpass")  # cached: scipy's butter
         padlen = min(x.size - 1, int(3 * fs / highpass_hz))
-        x = sosfiltfilt(sos, x, padlen=padlen)
-    return simulate_seismometer(
-        x, fs, paz_remove=None, paz_simulate=WOOD_ANDERSON_PAZ,
-        remove_sensitivity=False, simulate_sensitivity=True,
-        zero_mean=True, taper=True, taper_fraction=0.05,
-    )
+        x = sosfiltfilt(sos, x, padlen=padlen)  # scipy's sosfiltfilt, numpy only
+    return simulate_seismometer(x, fs, WOOD_ANDERSON_PAZ, simulate_sensitivity=True,
+                                zero_mean=True, taper=True, taper_fraction=0.05)
 
 
 def wood_anderson_peak_mm(

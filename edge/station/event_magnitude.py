@@ -94,7 +94,7 @@ def _components(st: Stream) -> dict[str, Any]:
 def pick_p_s(st: Stream) -> tuple[UTCDateTime, UTCDateTime] | None:
     """P and S onsets with :func:`obspy.signal.trigger.ar_pick` on a 3-component stream
     (counts or velocity), or None when the picker finds no usable pair."""
-    from obspy.signal.trigger import ar_pick
+    from edge.signal.arpick import ar_pick  # ObsPy's ar_pick without obspy.signal (docs/performance.md)
 
     comps = _components(st)
     if not all(c in comps for c in "ZNE"):

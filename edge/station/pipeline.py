@@ -137,8 +137,11 @@ class EventPipeline:
         self.archive = archive
         spec = classifier.window_spec
         s = self.settings
-        if s.inventory is not None or s.sensitivity:
-            load_ml_modules(inventory=s.inventory is not None)  # not at the first event (latency)
+        if s.inventory is not None:
+            # not at the first event (latency): the full response (ObsPy's evalresp, in the
+            # model's preprocessing and ML's remove_response) imports obspy.signal; ML with a
+            # flat sensitivity needs only light modules (docs/performance.md)
+            load_ml_modules(inventory=True)
         need = max(s.max_window_s, spec.length_s) + s.pre_s + 2 * spec.margin_s
         # an event is closed merge_s after its last trigger-off, which may come up to
         # max_event_s + the trigger's max_duration_s after its first trigger-on
