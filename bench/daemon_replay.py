@@ -112,8 +112,8 @@ def main() -> int:
     ap.add_argument("--event-every", type=float, default=600.0, help="seconds between synthetic events (600)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     ap.add_argument("--no-magnitude", action="store_true",
-                    help="no [magnitude] response: no ML (whose ar_pick and simulate_seismometer import "
-                         "obspy.signal and scipy.signal at the first event, ~110 MB)")
+                    help="no [magnitude] sensitivity: no ML (picks and Wood-Anderson; they no longer "
+                         "load obspy.signal or scipy.signal: docs/performance.md)")
     args = ap.parse_args()
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
