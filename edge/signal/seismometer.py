@@ -32,9 +32,9 @@ def cosine_taper(npts: int, p: float = 0.1) -> np.ndarray:
     if idx3 == idx4:
         idx3 -= 1
     win = np.zeros(npts)
-    win[idx1:idx2 + 1] = 0.5 * (1.0 - np.cos((np.pi * (np.arange(idx1, idx2 + 1) - float(idx1)) / (idx2 - idx1))))
+    win[idx1:idx2 + 1] = 0.5 * (1.0 - np.cos(np.pi * (np.arange(idx1, idx2 + 1) - float(idx1)) / (idx2 - idx1)))
     win[idx2 + 1:idx3] = 1.0
-    win[idx3:idx4 + 1] = 0.5 * (1.0 + np.cos((np.pi * (float(idx3) - np.arange(idx3, idx4 + 1)) / (idx4 - idx3))))
+    win[idx3:idx4 + 1] = 0.5 * (1.0 + np.cos(np.pi * (float(idx3) - np.arange(idx3, idx4 + 1)) / (idx4 - idx3)))
     if idx1 == idx2:
         win[idx1] = 0.0
     if idx3 == idx4:
