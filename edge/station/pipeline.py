@@ -86,7 +86,7 @@ class EventSettings:
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     stale_s: float = 5.0
-    merge_s: float = 15.0
+    merge_s: float = 10.0
     max_event_s: float = 120.0
 
 
