@@ -108,8 +108,12 @@ def test_band_sta_matches_the_band() -> None:
 def test_station_trigger_gives_the_bundle_bands_their_sta_and_keeps_configured_ones() -> None:
     trig, warn = station_trigger(TriggerConfig(), 500.0, CLASSES)
     assert trig.bands_hz() == [(2.0, 20.0), (5.0, 50.0), (20.0, 225.0)] and warn == []
+    # only the fracture band (impulsive) goes below sta_s = 0.2 s; rockfalls' 5-50 Hz would
+    # get 0.12 s from band_sta_s
+    assert trig.bands_sta_s() == [0.3, 0.2, 0.05]
+    assert StreamingTrigger(trig).stas == [0.3, 0.2, 0.05]
+    trig, _ = station_trigger(TriggerConfig(sta_s=0.1), 500.0, CLASSES)
     assert trig.bands_sta_s() == [0.3, 0.12, 0.05]
-    assert StreamingTrigger(trig).stas == [0.3, 0.12, 0.05]
     mine = TriggerConfig(sta_s=0.4, bands=[[1, 20], [20, 120, 0.08]])
     trig, _ = station_trigger(mine, 500.0, CLASSES)
     assert trig == mine and trig.bands_sta_s() == [0.4, 0.08]
