@@ -43,7 +43,7 @@ from obspy.signal.filter import bandpass
 from edge.signal.magnitude import VP_KM_S, VS_KM_S, hypocentral_distance_km, local_magnitude, station_magnitude
 from edge.signal.picking import aic_onset
 
-__all__ = ["MagnitudeResult", "pick_p_s", "event_ml"]
+__all__ = ["MagnitudeResult", "pick_p_s", "event_ml", "s_like_onset"]
 
 #: band (Hz) the picks are made in (the high corner at most 0.45 x the sampling rate)
 PICK_BAND = (2.0, 20.0)
@@ -55,6 +55,9 @@ S_SEARCH_S = 30.0
 S_PAST_PEAK_S = 0.5
 #: AIC values this close to either end of a pick window are not used (s)
 AIC_EDGE_S = 0.1
+#: an onset whose horizontal energy (per component, above the noise before it) exceeds the
+#: vertical's by this factor in its first second is an S (a P is vertical-dominant)
+S_ONSET_HZ_RATIO = 1.5
 #: plausible S-P times (s): below, the picks are the same phase; above, not a local event
 MIN_SP_S = 0.05
 MAX_SP_S = 30.0
@@ -143,6 +146,33 @@ def pick_p_s(st: Stream, trigger_on: UTCDateTime | None = None) -> tuple[UTCDate
         return None
     p, s = t0 + ip / fs, t0 + (a0 + js) / fs
     return (p, s) if s > p else None
+
+
+def s_like_onset(st: Stream, t: UTCDateTime, window_s: float = 1.0, noise_s: float = 2.0) -> bool:
+    """Whether the arrival starting at ``t`` looks like an S: in its first ``window_s`` the
+    mean energy per horizontal component (2-20 Hz, less the mean energy of the ``noise_s``
+    before ``t``) is at least :data:`S_ONSET_HZ_RATIO` x the vertical's. A P arrives steeply
+    from below and moves the vertical most; an S moves the horizontals. False when it cannot
+    tell (missing components, too little data)."""
+    comps = _components(st)
+    if not all(c in comps for c in "ZNE"):
+        return False
+    energy = {}
+    for c in "ZNE":
+        tr = comps[c]
+        fs = float(tr.stats.sampling_rate)
+        seg = tr.slice(t - noise_s - 1.0, t + window_s + 1.0)
+        x = _demeaned(seg.data)
+        if x.size < int((noise_s + window_s + 1.0) * fs):
+            return False
+        try:
+            y = bandpass(x, PICK_BAND[0], min(PICK_BAND[1], 0.45 * fs), fs, corners=4, zerophase=True)
+        except Exception:  # noqa: BLE001 -- degenerate data
+            return False
+        i = int(round((t - seg.stats.starttime) * fs))
+        noise = float(np.mean(y[max(0, i - int(noise_s * fs)):i] ** 2)) if i > 0 else 0.0
+        energy[c] = max(0.0, float(np.mean(y[i:i + int(window_s * fs)] ** 2)) - noise)
+    return 0.5 * (energy["N"] + energy["E"]) >= S_ONSET_HZ_RATIO * energy["Z"] and energy["N"] + energy["E"] > 0
 
 
 def _demeaned(x) -> np.ndarray:
