@@ -71,3 +71,27 @@ def test_max_event_s_cuts_a_long_sequence(impacts: Stream, tmp_path: Path) -> No
 def test_merge_s_shorter_than_the_gaps_splits(impacts: Stream, tmp_path: Path) -> None:
     _, col = run_station(tmp_path, impacts, FS, {"event": {"merge_s": 1.0}})
     assert len(col.end) == len(IMPACTS) + 1, spans(col)
+
+
+def test_default_merge_keeps_an_event_12_s_after_another_apart(tmp_path: Path) -> None:
+    """The default ``merge_s`` (10 s, tuned on the continuous benchmark's train split, where a
+    quake came 6-12 s after the end of a rockfall): impacts 8 s apart are one event, an event
+    ~12 s after the last trigger-off is a second one (15 s merged it)."""
+    rng = np.random.default_rng(5)
+    n = int(90 * FS)
+    t = np.arange(int(1.0 * FS)) / FS
+    onsets = (40.0, 48.0, 61.0)
+    st = Stream()
+    for c in "ZNE":
+        x = rng.normal(0, 50, n)
+        for k, onset in enumerate(onsets):
+            i0 = int(onset * FS)
+            x[i0:i0 + t.size] += 4000 * np.sin(2 * np.pi * (8.0 + 2 * k) * t) * np.exp(-t / 0.25)
+        st += Trace(np.round(x).astype(np.int32), header={
+            "network": "XX", "station": "RF", "channel": f"HH{c}", "sampling_rate": FS, "starttime": T0})
+    _, col = run_station(tmp_path, st, FS)
+    got = spans(col)
+    assert [c for _, _, c in got] == [2, 1], got
+    assert abs(got[1][0] - onsets[2]) < 0.1 and 10.0 < onsets[2] - got[0][1] < 15.0
+    _, col15 = run_station(tmp_path / "15", st, FS, {"event": {"merge_s": 15.0}})
+    assert [c for _, _, c in spans(col15)] == [3], spans(col15)

@@ -98,7 +98,7 @@ def test_station_imports_neither_scipy_signal_nor_obspy_signal() -> None:
     """``microseis run``'s modules load without the package inits that pull matplotlib and
     all of scipy (a fresh interpreter: this test process has imported both)."""
     code = ("import sys, json, edge.cli.run, edge.station.daemon, edge.station.assemble, "
-            "edge.station.event_magnitude, edge.signal.arpick; "
+            "edge.station.event_magnitude, edge.signal.aic; "
             "print(json.dumps(sorted(m for m in ('scipy.signal', 'obspy.signal', 'matplotlib', "
             "'scipy.stats', 'scipy.fft', 'scipy.linalg') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -32,15 +32,15 @@ def uh3(obspy_data: Path) -> Stream:
     return as_counts(st, "BW", "UH3", "SH")
 
 
-def obspy_triggers(st: Stream, cfg: TriggerConfig, bands) -> list[tuple[UTCDateTime, UTCDateTime]]:
-    """ObsPy's triggers on every trace in every band (station thresholds), as one list of
-    (on, off) with overlapping ones merged."""
+def obspy_triggers(st: Stream, cfg: TriggerConfig, bands, stas) -> list[tuple[UTCDateTime, UTCDateTime]]:
+    """ObsPy's triggers on every trace in every band (station thresholds, each band's own STA
+    window), as one list of (on, off) with overlapping ones merged."""
     spans = []
-    base = {k: v for k, v in cfg.to_dict().items() if k not in ("bands", "freqmin", "freqmax")}
+    base = {k: v for k, v in cfg.to_dict().items() if k not in ("bands", "freqmin", "freqmax", "sta_s")}
     for tr in st:
         fs, t0 = tr.stats.sampling_rate, tr.stats.starttime
-        for lo, hi in bands:
-            one = TriggerConfig(**base, freqmin=lo, freqmax=hi)
+        for (lo, hi), sta in zip(bands, stas):
+            one = TriggerConfig(**base, sta_s=sta, freqmin=lo, freqmax=hi)
             spans += [(t0 + a / fs, t0 + b / fs) for a, b in expected_picks(obspy_cft(tr, one), one, fs)]
     merged: list[list[UTCDateTime]] = []
     for on, off in sorted(spans):
@@ -54,7 +54,7 @@ def obspy_triggers(st: Stream, cfg: TriggerConfig, bands) -> list[tuple[UTCDateT
 def test_uh3_every_obspy_trigger_and_one_event_per_quake(uh3: Stream, tmp_path: Path) -> None:
     daemon, col = run_station(tmp_path, uh3, 50.0)
     trig = daemon.pipeline.trigger
-    want = obspy_triggers(uh3, trig.cfg, trig.bands)
+    want = obspy_triggers(uh3, trig.cfg, trig.bands, trig.stas)
     subs = [(UTCDateTime(s["trigger_on"]), UTCDateTime(s["trigger_off"]))
             for m in col.end for s in m["sub_triggers"]["triggers"]]
     assert len(subs) == len(want), (subs, want)

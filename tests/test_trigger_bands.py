@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from obspy import Trace, UTCDateTime, read
 
-from edge.trigger.bands import FALLBACK_CLASS_BANDS, BandError, station_bands
-from edge.trigger.stream import TriggerConfig
+from edge.trigger.bands import BandError, band_sta_s, station_bands, station_trigger
+from edge.trigger.stream import StreamingTrigger, TriggerConfig
 from tests.test_stream_trigger import UH, ended, expected_picks, obspy_cft, run, samples
 
 CLASSES = ("fracture", "rockfall", "earthquake", "noise")
@@ -83,14 +83,102 @@ def test_a_high_band_catches_a_burst_the_low_band_misses() -> None:
 
 def test_bundle_without_class_bands_uses_the_fallback_table_clipped_to_the_digitizer() -> None:
     cfg = TriggerConfig()
-    bands, warn = station_bands(cfg, 500.0, CLASSES)
-    assert bands == sorted(FALLBACK_CLASS_BANDS.values()) and warn == []
-    assert station_bands(cfg, 250.0, CLASSES)[0] == [(1.0, 20.0), (5.0, 50.0), (20.0, 112.5)]
+    bands, warn = station_bands(cfg, 500.0, CLASSES)  # the fracture band follows the digitizer
+    assert bands == [(2.0, 20.0), (5.0, 50.0), (20.0, 225.0)] and warn == []
+    assert station_bands(cfg, 1000.0, CLASSES)[0] == [(2.0, 20.0), (5.0, 50.0), (20.0, 450.0)]
+    assert station_bands(cfg, 250.0, CLASSES)[0] == [(2.0, 20.0), (5.0, 50.0), (20.0, 112.5)]
     bands, warn = station_bands(cfg, 100.0, CLASSES)  # 0.45 x 100 = 45 Hz
-    assert bands == [(1.0, 20.0), (5.0, 45.0), (20.0, 45.0)] and warn == []
+    assert bands == [(2.0, 20.0), (5.0, 45.0), (20.0, 45.0)] and warn == []
     bands, warn = station_bands(cfg, 40.0, CLASSES)  # 18 Hz: the fracture band is above it
-    assert bands == [(1.0, 18.0), (5.0, 18.0)]
-    assert len(warn) == 1 and "20-120 Hz (fracture) does not fit below 18 Hz" in warn[0] and "dropped" in warn[0]
+    assert bands == [(2.0, 18.0), (5.0, 18.0)]
+    assert len(warn) == 1 and "20 Hz and up (fracture) does not fit below 18 Hz" in warn[0] and "dropped" in warn[0]
+
+
+def test_band_sta_matches_the_band() -> None:
+    """STA = max(0.05 s, 0.6 / low, 5 / bandwidth): short for the wide fracture band, longer
+    for a narrow one and for a band reaching down to low frequencies."""
+    assert band_sta_s(2.0, 20.0) == 0.3
+    assert band_sta_s(1.0, 20.0) == 0.6
+    assert band_sta_s(5.0, 50.0) == 0.12
+    assert band_sta_s(20.0, 225.0) == 0.05 and band_sta_s(20.0, 450.0) == 0.05
+    assert band_sta_s(20.0, 45.0) == 0.2  # a 100 Hz digitizer: 25 Hz of band
+    assert band_sta_s(20.0, 90.0) == 0.071
+
+
+def test_station_trigger_gives_the_bundle_bands_their_sta_and_keeps_configured_ones() -> None:
+    trig, warn = station_trigger(TriggerConfig(), 500.0, CLASSES)
+    assert trig.bands_hz() == [(2.0, 20.0), (5.0, 50.0), (20.0, 225.0)] and warn == []
+    # only the fracture band (impulsive) goes below sta_s = 0.2 s; rockfalls' 5-50 Hz would
+    # get 0.12 s from band_sta_s
+    assert trig.bands_sta_s() == [0.3, 0.2, 0.05]
+    assert StreamingTrigger(trig).stas == [0.3, 0.2, 0.05]
+    trig, _ = station_trigger(TriggerConfig(sta_s=0.1), 500.0, CLASSES)
+    assert trig.bands_sta_s() == [0.3, 0.12, 0.05]
+    mine = TriggerConfig(sta_s=0.4, bands=[[1, 20], [20, 120, 0.08]])
+    trig, _ = station_trigger(mine, 500.0, CLASSES)
+    assert trig == mine and trig.bands_sta_s() == [0.4, 0.08]
+    trig, _ = station_trigger(TriggerConfig(freqmin=3, freqmax=12, sta_s=0.5), 100.0, CLASSES)
+    assert trig.bands_hz() == [(3.0, 12.0)] and trig.bands_sta_s() == [0.5]
+    assert TriggerConfig.from_dict(trig.to_dict()) == trig
+
+
+def test_a_band_with_its_own_sta_is_obspys_trigger_with_that_sta(uh3: Trace) -> None:
+    """A bands entry's third item is that band's STA window: each band gives ObsPy's
+    trigger_onset on ObsPy's recursive_sta_lta with its own nsta."""
+    base = {k: v for k, v in UH.items() if k not in ("freqmin", "freqmax", "coincidence_sum")}
+    fs = uh3.stats.sampling_rate
+    want = []
+    for lo, hi, sta in [(2.0, 8.0, 1.0), (10.0, 20.0, 0.2)]:
+        cfg = TriggerConfig(**{**base, "sta_s": sta}, freqmin=lo, freqmax=hi, coincidence_sum=1.0)
+        want += expected_picks(obspy_cft(uh3, cfg), cfg, fs)
+    cfg2 = TriggerConfig(**base, bands=[[2.0, 8.0, 1.0], [10.0, 20.0, 0.2]], coincidence_sum=1.0)
+    got = ended(run(cfg2, [uh3], (13, 101, 7)))
+    assert samples(got, uh3) == union(want) and got
+    # and not what the shared sta_s (0.5 s) gives
+    cfg3 = TriggerConfig(**base, bands=[[2.0, 8.0], [10.0, 20.0]], coincidence_sum=1.0)
+    assert samples(ended(run(cfg3, [uh3], 37)), uh3) != samples(got, uh3)
+
+
+def burst_trace(fs: float, f0: float, amp: float, decay_s: float, seed: int = 5,
+                t_on: float = 40.0) -> Trace:
+    """60 s of white noise (rms 100 counts) with a decaying ``f0`` Hz burst at ``t_on`` s."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 100, int(60 * fs))
+    t = np.arange(int(1.0 * fs)) / fs
+    i0 = int(t_on * fs)
+    x[i0:i0 + t.size] += amp * np.sin(2 * np.pi * f0 * t) * np.exp(-t / decay_s)
+    return Trace(x.astype(np.int32), header={"network": "XX", "station": "S1", "channel": "DPZ",
+                                             "sampling_rate": fs, "starttime": UTCDateTime(0)})
+
+
+def test_station_bands_catch_a_short_high_fracture_the_old_band_missed() -> None:
+    """A 140 Hz fracture decaying in 30 ms on a 500 Hz digitizer (as the train split's missed
+    ones): the old 20-120 Hz band with a 0.2 s STA misses it, the station's bands (20-225 Hz,
+    STA 0.05 s) catch it, at its onset."""
+    tr = burst_trace(500.0, 140.0, 900.0, 0.03)
+    old = ended(run(TriggerConfig(bands=[[1.0, 20.0], [5.0, 50.0], [20.0, 120.0]]), [tr], 50))
+    new_cfg, _ = station_trigger(TriggerConfig(), 500.0, CLASSES)
+    new = ended(run(new_cfg, [tr], 50))
+    assert old == []
+    assert len(new) == 1 and new[0].bands == [(20.0, 225.0)]
+    assert abs(new[0].trigger_on - UTCDateTime(40)) < 0.05
+
+
+def test_station_bands_stay_quiet_on_noise_near_their_low_corner() -> None:
+    """Noise whose energy in 1-20 Hz sits at 1-2.5 Hz (a broadband sensor's low end): the
+    classic 1-20 Hz band with a 0.2 s STA triggers on it again and again, the station's
+    2-20 Hz band with its 0.3 s STA does not."""
+    from obspy.signal.filter import bandpass
+
+    fs = 100.0
+    rng = np.random.default_rng(7)
+    n = int(1800 * fs)
+    x = 40 * bandpass(rng.normal(0, 100, n), 0.8, 2.5, fs, corners=2) + rng.normal(0, 20, n)
+    tr = Trace(x.astype(np.int32), header={"network": "XX", "station": "S1", "channel": "HHZ",
+                                           "sampling_rate": fs, "starttime": UTCDateTime(0)})
+    old = ended(run(TriggerConfig(bands=[[1.0, 20.0]]), [tr], 100))
+    new = ended(run(TriggerConfig(bands=[[2.0, 20.0, band_sta_s(2.0, 20.0)]]), [tr], 100))
+    assert len(old) >= 5 and len(new) <= len(old) // 5
 
 
 def test_manifest_class_bands_and_configured_bands_win() -> None:

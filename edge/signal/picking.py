@@ -20,6 +20,9 @@ file holds ``nlta + 2 * nsta`` samples:
   (the STA has to fill); the window's 2 s pre-trigger absorbs that.
 
 A file shorter than ``4 * nsta`` samples (0.8 s) raises :class:`TriggerPickError`.
+
+Also here: :func:`aic_onset`, the Akaike-information-criterion onset picker (Maeda 1985)
+the station uses to pick P and S for its local magnitude (:mod:`edge.station.event_magnitude`).
 """
 from __future__ import annotations
 

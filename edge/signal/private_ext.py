@@ -4,7 +4,7 @@ Why: ``import scipy.signal._sosfilt`` or ``import scipy.linalg._flapack`` first 
 ``scipy/signal/__init__.py`` or ``scipy/linalg/__init__.py``; scipy.signal's init alone
 imports scipy.stats, optimize, interpolate and spatial (+75 MB resident, +0.6 s on the
 development VM, docs/performance.md "Half the memory"). The station needs one compiled
-kernel from each (``sosfilt``; LAPACK's ``sgelsd`` for scipy's linear detrend). The module is
+kernel (``sosfilt``). The module is
 registered in ``sys.modules`` under its own dotted name, so a later ``import scipy.signal`` or
 ``import scipy.linalg`` (a feature that needs the whole package) reuses it.
 

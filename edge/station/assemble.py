@@ -20,7 +20,7 @@ from edge.model.inference import EventClassifier
 from edge.model.install import current_model_dir
 from edge.model.manifest import StationCompat
 from edge.station.pipeline import EventPipeline, EventSettings, Publisher
-from edge.trigger.bands import BandError, station_bands
+from edge.trigger.bands import BandError, station_trigger
 from edge.trigger.settings import TriggerConfig
 from edge.trigger.stream import StreamingTrigger
 
@@ -106,19 +106,21 @@ def event_settings(cfg, inventory: Inventory | None) -> EventSettings:
 def trigger_setup(cfg, classifier: EventClassifier, sampling_rate: float | None = None,
                   ) -> tuple[TriggerConfig, list[str]]:
     """The ``[trigger]`` settings on the configured bands, else the bundle's (clipped to the
-    digitizer at ``sampling_rate`` Hz, default ``[station] sampling_rate``), and the standing
+    digitizer at ``sampling_rate`` Hz, default ``[station] sampling_rate``, each with its
+    matched STA window: :func:`edge.trigger.bands.station_trigger`), and the standing
     warnings of this setup (a digitizer slower than the model, bands dropped). Raises
     :class:`SetupError` naming the key of a band the digitizer cannot serve."""
     rate = float(sampling_rate if sampling_rate is not None else cfg.station.sampling_rate)
     m = classifier.bundle.manifest
     try:
-        bands, band_warnings = station_bands(cfg.trigger, rate, m.classes, m.class_bands)
+        trig, band_warnings = station_trigger(cfg.trigger, rate, m.classes, m.class_bands)
     except BandError as exc:
         raise SetupError(str(exc)) from None
     rate_warning = station_compat(cfg, sampling_rate=rate).rate_warning(m)
     warnings = [w for w in (rate_warning, *band_warnings) if w]
-    log.info("trigger bands: %s", ", ".join(f"{lo:g}-{hi:g} Hz" for lo, hi in bands))
-    return cfg.trigger.with_bands(bands), warnings
+    log.info("trigger bands: %s", ", ".join(f"{lo:g}-{hi:g} Hz (STA {sta:g} s)"
+                                            for (lo, hi), sta in zip(trig.bands_hz(), trig.bands_sta_s())))
+    return trig, warnings
 
 
 def make_trigger(cfg, classifier: EventClassifier, sampling_rate: float | None = None) -> StreamingTrigger:

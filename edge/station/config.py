@@ -175,7 +175,7 @@ class EventConfig(_Section):
                                                      "previous one of the open event turned off belongs to "
                                                      "the same event (the S phase of a local quake, the "
                                                      "impacts of a rockfall, coda re-triggers): one new, one "
-                                                     "end; 0 = every trigger is its own event (s)")] = 15.0
+                                                     "end; 0 = every trigger is its own event (s)")] = 10.0
     max_event_s: Annotated[float, Meta(gt=0, description="no trigger joins an event that began more than "
                                                          "max_event_s before it: a longer sequence becomes "
                                                          "several events (s)")] = 120.0

@@ -37,17 +37,29 @@ from edge.comms.messages import EventEnd, EventNew, Magnitude, ModelRef, event_i
 from edge.model.inference import EventClassifier
 from edge.signal.dataset import response_for
 from edge.signal.preprocess import PreprocessError, preprocess_stream
-from edge.station.event_magnitude import event_ml, load_ml_modules
+from edge.station.event_magnitude import event_ml, load_ml_modules, s_like_onset
 from edge.station.input import Chunk
 from edge.station.ring_buffer import RingBuffers
 
-__all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline"]
+__all__ = ["Publisher", "EventSettings", "OpenEvent", "EventPipeline", "ml_start"]
 
 log = logging.getLogger(__name__)
 
 def _bands(ev) -> list[tuple[float, float]]:
     """The trigger bands (Hz) of a trigger event (none for triggers that do not say)."""
     return [(float(b[0]), float(b[1])) for b in getattr(ev, "bands", None) or []]
+
+
+def ml_start(subs: list[dict[str, Any]], anchor: UTCDateTime, st: Stream) -> UTCDateTime:
+    """Where the ML picks start: the ``anchor`` (the main sub-trigger: picks on a small
+    earlier trigger would fake an S-P), unless the anchor's arrival is an S
+    (:func:`~edge.station.event_magnitude.s_like_onset`: its horizontals move most) and a
+    sub-trigger came before it: then that one, its P (a distant quake whose S re-triggers
+    more strongly than its P: from the anchor on, the picker would see no P)."""
+    before = [sub["trigger_on"] for sub in subs if sub["trigger_on"] < anchor]
+    if before and s_like_onset(st, anchor):
+        return max(before)
+    return anchor
 
 
 class Publisher(Protocol):
@@ -87,7 +99,7 @@ class EventSettings:
     vp_km_s: float = 6.0
     vs_km_s: float = 3.5
     stale_s: float = 5.0
-    merge_s: float = 15.0
+    merge_s: float = 10.0
     max_event_s: float = 120.0
 
 
@@ -343,13 +355,16 @@ class EventPipeline:
             extra["error"] = f"window unusable: {exc}"
             model_mag, reason_model = None, f"window unusable: {exc}"
         snippet = st.slice(oe.trigger_on - s.pre_s, min(trigger_off + s.post_s, oe.trigger_on + s.max_window_s))
-        # ML from the main arrival on (picks on a small earlier trigger would fake an S-P)
-        ml_st = snippet if anchor == oe.trigger_on else st.slice(
-            anchor - s.pre_s, min(trigger_off + s.post_s, anchor + s.max_window_s))
+        # ML from the main arrival on (picks on a small earlier trigger would fake an S-P),
+        # unless the main arrival is an S: then its P is the sub-trigger before it (a distant
+        # quake whose S re-triggers more strongly than its P)
+        ml_from = ml_start(oe.subs, anchor, st) if event_class not in ("noise", "unknown") else anchor
+        ml_st = snippet if ml_from == oe.trigger_on else st.slice(
+            ml_from - s.pre_s, min(trigger_off + s.post_s, ml_from + s.max_window_s))
         ml_part = {"ml": None, "reason": "class noise: no magnitude"}
         if event_class not in ("noise", "unknown"):
             ml_part = event_ml(ml_st, inventory=s.inventory, sensitivity=s.sensitivity,
-                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s, trigger_on=anchor,
+                               vp_km_s=s.vp_km_s, vs_km_s=s.vs_km_s, trigger_on=ml_from,
                                trigger_off=trigger_off).to_dict()
         reasons = [r for r in (ml_part.get("reason") and f"ml: {ml_part['reason']}",
                                reason_model and f"model: {reason_model}") if r]

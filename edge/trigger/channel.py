@@ -34,7 +34,7 @@ ON, OFF = 0, 1  # ranks: at equal times an on sorts before an off (they overlap)
 class Channel:
     """One channel in one trigger band: segment bookkeeping, the cft stream and the on/off
     state machine. ``band`` is ``(low, high)`` Hz (None: the configuration's single band),
-    ``key`` is ``(seed_id, band index)``.
+    ``sta_s`` its STA window (s; None: ``cfg.sta_s``), ``key`` is ``(seed_id, band index)``.
 
     Sample ``i`` of the current segment is at ``seg_ns + round(i * dt_ns)``."""
 
@@ -44,12 +44,13 @@ class Channel:
 
     def __init__(self, seed_id: str, cfg: TriggerConfig, fs: float, start_ns: int,
                  seq: itertools.count, band: tuple[float, float] | None = None,
-                 index: int = 0) -> None:
+                 index: int = 0, sta_s: float | None = None) -> None:
         if not (fs > 0 and math.isfinite(fs)):
             raise ValueError(f"{seed_id}: sampling_rate must be > 0, got {fs!r}")
-        nsta, nlta = int(cfg.sta_s * fs), int(cfg.lta_s * fs)  # as Trace.trigger
+        sta_s = cfg.sta_s if sta_s is None else float(sta_s)
+        nsta, nlta = int(sta_s * fs), int(cfg.lta_s * fs)  # as Trace.trigger
         if nsta < 1 or nlta <= nsta:
-            raise ValueError(f"{seed_id}: sta_s = {cfg.sta_s:g} s and lta_s = {cfg.lta_s:g} s "
+            raise ValueError(f"{seed_id}: sta_s = {sta_s:g} s and lta_s = {cfg.lta_s:g} s "
                              f"give nsta = {nsta}, nlta = {nlta} samples at {fs:g} Hz; need "
                              "1 <= nsta < nlta")
         self.seed_id = seed_id

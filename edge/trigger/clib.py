@@ -2,13 +2,12 @@
 
 ``obspy.signal``'s package init imports ``spectral_estimation``, which imports matplotlib
 and all of scipy.signal (+37 MB resident on the station, docs/performance.md). The trigger
-needs one C function of that library, the classic STA/LTA (``stalta``), and ML's S-P picks
-need the AR-AIC picker (``ar_picker``, :mod:`edge.signal.arpick`). This module loads the
-library with ObsPy's own loader and declares those functions' argument types exactly as
+needs one C function of that library, the classic STA/LTA (``stalta``). This module loads the
+library with ObsPy's own loader and declares that function's argument types exactly as
 ``obspy/signal/headers.py`` does.
 
 ``obspy.core.util.libnames._load_cdll`` is private ObsPy API (the helper ObsPy's headers use
-themselves); tests/test_clib.py fails loudly when it moves or the functions change, and
+themselves); tests/test_iir.py fails loudly when it moves or the functions change, and
 compare the results with ``obspy.signal.trigger`` bit for bit on real recordings.
 """
 from __future__ import annotations
@@ -34,12 +33,3 @@ clibsignal.stalta.argtypes = [np.ctypeslib.ndpointer(dtype=head_stalta_t, ndim=1
 clibsignal.stalta.restype = C.c_int
 
 
-_f32 = np.ctypeslib.ndpointer(dtype=np.float32, ndim=1, flags="C_CONTIGUOUS")
-
-# int ar_picker(float *tr, float *tr_1, float *tr_2, int ndat, float sample_rate, float f1, float f2,
-#               float lta_p, float sta_p, float lta_s, float sta_s, int m_p, int m_s, float *ptime,
-#               float *stime, double l_p, double l_s, int s_pick)
-clibsignal.ar_picker.argtypes = [_f32, _f32, _f32, C.c_int, C.c_float, C.c_float, C.c_float, C.c_float,
-                                 C.c_float, C.c_float, C.c_float, C.c_int, C.c_int, C.POINTER(C.c_float),
-                                 C.POINTER(C.c_float), C.c_double, C.c_double, C.c_int]
-clibsignal.ar_picker.restype = C.c_int

@@ -37,7 +37,10 @@ class TriggerConfig(msgspec.Struct, forbid_unknown_fields=True):
     method: Annotated[Method, Meta(description="characteristic function: \"recstalta\" (ObsPy's "
                                                "recursive_sta_lta) or \"classicstalta\" "
                                                "(classic_sta_lta)")] = "recstalta"
-    sta_s: Annotated[float, Meta(gt=0, description="short-term average window (s)")] = 0.2
+    sta_s: Annotated[float, Meta(gt=0, description="short-term average window (s) of a band without its own "
+                                                   "(a bands entry's third item); the bands the station takes "
+                                                   "from the model bundle each get one matched to the band "
+                                                   "(edge.trigger.bands.band_sta_s)")] = 0.2
     lta_s: Annotated[float, Meta(gt=0, description="long-term average window (s); > sta_s")] = 10.0
     on: Annotated[float, Meta(gt=0, description="STA/LTA ratio that turns a channel's trigger on; "
                                                 "> off")] = 5.0
@@ -48,11 +51,13 @@ class TriggerConfig(msgspec.Struct, forbid_unknown_fields=True):
     freqmax: Annotated[Hz | None, Meta(
         description="band-pass high corner of a single trigger band (Hz); at or above Nyquist a "
                     "high-pass at freqmin (as ObsPy); unset: 20 Hz when freqmin is set", examples=[20.0])] = None
-    bands: Annotated[list[Annotated[list[Hz], Meta(min_length=2, max_length=2)]], Meta(
+    bands: Annotated[list[Annotated[list[Hz], Meta(min_length=2, max_length=3)]], Meta(
         description="several trigger bands [[low, high], ...] (Hz), each with its own band-pass and "
-                    "STA/LTA; an event goes on when any band's coincidence sum is reached. Empty with "
-                    "freqmin/freqmax unset: the station takes the model bundle's bands (clipped to 0.45 x "
-                    "the digitizer rate). Not together with freqmin/freqmax")] = []
+                    "STA/LTA; an optional third item is the band's own STA window (s, < lta_s; else "
+                    "sta_s), e.g. [20, 200, 0.05]. An event goes on when any band's coincidence sum is "
+                    "reached. Empty with freqmin/freqmax unset: the station takes the model bundle's "
+                    "bands (clipped to 0.45 x the digitizer rate, each with an STA matched to it). Not "
+                    "together with freqmin/freqmax")] = []
     corners: Annotated[int, Meta(ge=1, le=20, description="band-pass corners (filter order per side, as "
                                                           "ObsPy's corners)")] = 4
     min_duration_s: Annotated[float, Meta(ge=0, description="an event shorter than this is withdrawn "
@@ -86,6 +91,8 @@ class TriggerConfig(msgspec.Struct, forbid_unknown_fields=True):
             if self.bands and (self.freqmin is not None or self.freqmax is not None) else None,
             *((("bands", i), f"must be [low, high] with 0 < low < high (Hz), got [{num(b[0])}, {num(b[1])}]")
               for i, b in enumerate(self.bands) if not 0 < b[0] < b[1]),
+            *((("bands", i, 2), f"the band's STA window must be > 0 and < lta_s = {num(self.lta_s)}, got "
+               f"{num(b[2])}") for i, b in enumerate(self.bands) if len(b) > 2 and not 0 < b[2] < self.lta_s),
         ])
 
     def _band_problem(self) -> tuple[str, str] | None:
@@ -129,17 +136,25 @@ class TriggerConfig(msgspec.Struct, forbid_unknown_fields=True):
             return [self._single_band()]
         return None
 
+    def bands_sta_s(self) -> list[float]:
+        """The STA window (s) of each band of :meth:`bands_hz`: a ``bands`` entry's third
+        item, else ``sta_s``."""
+        if self.bands:
+            return [float(b[2]) if len(b) > 2 else float(self.sta_s) for b in self.bands]
+        return [float(self.sta_s)]
+
     def bands_hz(self) -> list[tuple[float, float]]:
         """The trigger bands (Hz) :class:`~edge.trigger.stream.StreamingTrigger` runs:
         :meth:`configured_bands`, else ``[DEFAULT_BAND]``."""
         return self.configured_bands() or [DEFAULT_BAND]
 
-    def with_bands(self, bands: list[tuple[float, float]]) -> TriggerConfig:
-        """A copy running exactly ``bands`` (Hz) (``freqmin``/``freqmax`` unset)."""
+    def with_bands(self, bands: list[tuple[float, ...]]) -> TriggerConfig:
+        """A copy running exactly ``bands``: ``(low, high)`` Hz, or ``(low, high, sta_s)`` with
+        the band's own STA window (s) (``freqmin``/``freqmax`` unset)."""
         d = self.to_dict()
         d.pop("freqmin", None)
         d.pop("freqmax", None)
-        d["bands"] = [[float(lo), float(hi)] for lo, hi in bands]
+        d["bands"] = [[float(v) for v in b] for b in bands]
         return type(self).from_dict(d)
 
     def weight(self, seed_id: str) -> float:

@@ -26,7 +26,8 @@ on those chunks, the triggers ObsPy gives on the whole trace:
       The first ``nlta - 1`` values are 0, as ObsPy's.
 
   ``nsta = int(sta_s * sampling_rate)`` and ``nlta = int(lta_s * sampling_rate)`` samples,
-  as :meth:`obspy.core.trace.Trace.trigger` converts them.
+  as :meth:`obspy.core.trace.Trace.trigger` converts them (a ``bands`` entry with a third
+  item uses that STA window instead of ``sta_s``).
 * **Per-channel on/off**: the samples of :func:`obspy.signal.trigger.trigger_onset`
   (``thres1 = on``, ``thres2 = off``, ``max_len = int(max_duration_s * sampling_rate +
   0.5)`` as :func:`~obspy.signal.trigger.coincidence_trigger` passes it): on at the first
@@ -143,6 +144,8 @@ class StreamingTrigger:
         self.cfg = cfg
         #: the trigger bands (Hz), each with its own band-pass and STA/LTA per channel
         self.bands: list[tuple[float, float]] = cfg.bands_hz()
+        #: the STA window (s) of each band
+        self.stas: list[float] = cfg.bands_sta_s()
         self.max_lag_ns = int(min(max_lag_s * 1e9, 2.0 ** 62))
         self._chans: dict[str, list[Channel]] = {}  # seed_id -> one Channel per band
         self._all: list[Channel] = []
@@ -184,8 +187,8 @@ class StreamingTrigger:
                     self._npending += c.end("gap")
             if m == 0:
                 return []
-            new = [Channel(seed_id, self.cfg, float(sampling_rate), start_ns, self._seq, band, i)
-                   for i, band in enumerate(self.bands)]
+            new = [Channel(seed_id, self.cfg, float(sampling_rate), start_ns, self._seq, band, i, sta)
+                   for i, (band, sta) in enumerate(zip(self.bands, self.stas))]
             if chans is not None:
                 for c_new, c_old in zip(new, chans):
                     c_new.pending = c_old.pending
