@@ -36,7 +36,8 @@ def check_result(r: dict) -> None:
     start = r["cold_start"]
     assert start["exit_status"] == 0 and "error" not in start, start
     assert 0 < start["ready_s"] <= start["exit_s"] and start["peak_rss_mb"] > 20
-    assert "replay_rtf" in r and (r["replay_rtf"] is None) == bool(r["replay_rtf_reason"])
+    # the whole pipeline replayed (model included): far faster than real time, every burst an alert
+    assert r["replay_rtf"] > 10 and r["replay"]["alerts"] == r["replay"]["events"] >= 1
 
 
 def test_bench_quick_json(tmp_path):

@@ -1,7 +1,6 @@
 """All of ``microseis bench`` as one JSON-able dict, and its table."""
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,16 +12,10 @@ __all__ = ["run_bench", "format_table", "SETTINGS"]
 #: work per part: the default run (about 20 s on a 2-vCPU x86 VM) and --quick (tests)
 SETTINGS = {
     "default": {"runs": 200, "budget_s": 2.0, "trigger_minutes": 60.0, "trigger_repeat": 2,
-                "decoder_frames": 20_000, "decoder_repeat": 3, "replay_s": 30.0},
+                "decoder_frames": 20_000, "decoder_repeat": 3, "replay_s": 30.0, "replay_minutes": 10.0},
     "quick": {"runs": 10, "budget_s": 0.3, "trigger_minutes": 1.0, "trigger_repeat": 1,
-              "decoder_frames": 2_000, "decoder_repeat": 1, "replay_s": 5.0},
+              "decoder_frames": 2_000, "decoder_repeat": 1, "replay_s": 5.0, "replay_minutes": 2.0},
 }
-
-
-def _replay_rtf() -> tuple[float | None, str]:
-    if importlib.util.find_spec("edge.cli.replay") is None:
-        return None, "replay not available (microseis replay is not installed in this version)"
-    return None, "microseis replay is installed but bench does not run it yet"
 
 
 def run_bench(bundle: str | None = None, trusted_keys: list[str] | None = None, quick: bool = False,
@@ -35,6 +28,7 @@ def run_bench(bundle: str | None = None, trusted_keys: list[str] | None = None, 
     """
     from edge.bench.decoder import decoder_mb_per_s
     from edge.bench.model import model_latency, threads_note
+    from edge.bench.replay import replay_rtf
     from edge.bench.startup import cold_start
     from edge.bench.trigger import trigger_cost_per_hour
     from edge.model.inference import EventClassifier
@@ -52,7 +46,8 @@ def run_bench(bundle: str | None = None, trusted_keys: list[str] | None = None, 
     dec = decoder_mb_per_s(frames=s["decoder_frames"], repeat=s["decoder_repeat"])
     say("cold start of microseis run")
     start = cold_start(bundle=str(bundle) if bundle else None, replay_s=s["replay_s"])
-    rtf, why = _replay_rtf()
+    say("microseis replay real-time factor")
+    rep = replay_rtf(bundle=str(bundle) if bundle else None, minutes=s["replay_minutes"])
     mach = machine_info()
     return {
         "benchmark": "microseis bench",
@@ -68,8 +63,8 @@ def run_bench(bundle: str | None = None, trusted_keys: list[str] | None = None, 
         "trigger": trig,
         "decoder": dec,
         "cold_start": start,
-        "replay_rtf": rtf,
-        "replay_rtf_reason": why,
+        "replay_rtf": rep["realtime_factor"],
+        "replay": rep,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
 
@@ -106,8 +101,11 @@ def format_table(r: dict[str, Any]) -> str:
         f"decoder   {_n(d['mb_per_s'])} MB/s ({_n(d['msamples_per_s'], '.3f')} Msamples/s, int24 frames)",
         f"start     {_n(c['ready_s'])} s from process start to READY=1; peak RSS {_n(c['peak_rss_mb'], '.1f')} MB "
         f"(microseis run on a {c['replay_s']:g} s replay)" + (f"; error: {c['error']}" if c.get("error") else ""),
-        f"replay    real-time factor: {_n(r['replay_rtf'])} ({r['replay_rtf_reason']})"
-        if r["replay_rtf"] is None else f"replay    real-time factor {r['replay_rtf']:.1f}",
+        f"replay    real-time factor: - ({r['replay'].get('error')})"
+        if r["replay_rtf"] is None else
+        f"replay    real-time factor {r['replay_rtf']:.0f} x (microseis replay, "
+        f"{r['replay']['data_hours'] * 60:.0f} min of 3 x 250 Hz, {r['replay']['alerts']} alerts for "
+        f"{r['replay']['events']} bursts, model included)",
         f"took {r['seconds']} s",
     ]
     return "\n".join(lines)
