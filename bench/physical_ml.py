@@ -4,7 +4,7 @@
     python bench/physical_ml.py --data data/other-test --predictions runs/bench/default-eval-other-test/predictions.csv
 
 For every labelled earthquake: the station's ML (:func:`edge.station.event_magnitude.event_ml`:
-AR-AIC P/S picks -> S-P distance -> Wood-Anderson through the StationXML) on the record from
+AIC P/S picks -> S-P distance -> Wood-Anderson through the StationXML) on the record from
 2 s before the trigger to 60 s after it, the same ML at the catalogue distance
 (``truth.csv``), and -- from ``microseis evaluate``'s ``predictions.csv`` -- the model's learned
 magnitude. Prints one table and, as the last line, a JSON object (hit rates within 0.3 and
