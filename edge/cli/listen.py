@@ -142,6 +142,18 @@ def broker_config(args: argparse.Namespace):
     return cfg
 
 
+def apply_broker_auth(client: mqtt.Client, cfg: Any, ctx: ssl.SSLContext | None, connect_timeout: float) -> None:
+    """The :func:`broker_config` credentials and TLS context (:func:`ssl_context`) on a paho
+    client, and its connect timeout (s)."""
+    client.connect_timeout = connect_timeout
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password)
+    if ctx is not None:
+        client.tls_set_context(ctx)
+        if cfg.tls_insecure:
+            client.tls_insecure_set(True)
+
+
 def ssl_context(cfg: Any) -> ssl.SSLContext | None:
     """:func:`edge.comms.tls.tls_context`, its errors as one-line option errors."""
     try:
@@ -194,14 +206,8 @@ def run(args: argparse.Namespace) -> int:
     client = mqtt.Client(CallbackAPIVersion.VERSION2,
                          client_id=cfg.client_id or f"microseis-listen-{uuid.uuid4().hex[:10]}",
                          clean_session=True, protocol=mqtt.MQTTv311)
-    client.connect_timeout = args.connect_timeout
     client.reconnect_delay_set(0.5, 10)
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.password)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-        if cfg.tls_insecure:
-            client.tls_insecure_set(True)
+    apply_broker_auth(client, cfg, ctx, args.connect_timeout)
 
     def on_connect(c, userdata, flags, reason, properties):  # noqa: ANN001
         if not reason.is_failure:

@@ -34,13 +34,14 @@ import ssl
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.cli import CommandError
-from edge.cli.listen import add_broker_options, broker_config, ssl_context
+from edge.cli.listen import add_broker_options, apply_broker_auth, broker_config, ssl_context
 from edge.comms.auth import sign_command, sign_push
 from edge.model.format import MAX_BUNDLE_BYTES, BundleError
 from edge.model.keys import load_private_key
@@ -48,6 +49,19 @@ from edge.model.verify import inspect_bundle
 
 __all__ = ["register", "run"]
 
+
+
+def _messages(events: queue.Queue, timeout: float, wanted: Callable[[], bool]) -> Iterator[tuple[str, bytes]]:
+    """(topic, payload) of the messages the client's callbacks queue, while ``wanted()`` and
+    for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while wanted() and time.monotonic() < deadline:
+        try:
+            kind, item = events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if kind == "message":
+            yield item
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push-model", help="sign a model bundle, push it to stations, report their verdicts",
@@ -117,13 +131,7 @@ def run(args: argparse.Namespace) -> int:
     client = mqtt.Client(CallbackAPIVersion.VERSION2,
                          client_id=cfg.client_id or f"microseis-push-{uuid.uuid4().hex[:10]}",
                          clean_session=True, protocol=mqtt.MQTTv311)
-    client.connect_timeout = args.connect_timeout
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.password)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-        if cfg.tls_insecure:
-            client.tls_insecure_set(True)
+    apply_broker_auth(client, cfg, ctx, args.connect_timeout)
     filters = [f"{b}/model" for b in base.values()]
     if args.downgrade:
         filters += [f"{b}/cmd/downgrade/response" for b in base.values()]
@@ -158,15 +166,7 @@ def run(args: argparse.Namespace) -> int:
                                 expires=now + hours * 3600.0 if hours else None)
             client.publish(f"{base[s]}/model/push", payload, qos=1, retain=args.retain).wait_for_publish(
                 args.timeout)
-        deadline = time.monotonic() + args.timeout
-        while len(results) < len(stations) and time.monotonic() < deadline:
-            try:
-                kind, item = events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if kind != "message":
-                continue
-            topic, payload = item
+        for topic, payload in _messages(events, args.timeout, lambda: len(results) < len(stations)):
             s = next((s for s in pending if topic == f"{base[s]}/model"), None)
             if s is None or s in results:
                 continue
@@ -229,15 +229,7 @@ def _allow_downgrade(client, events: queue.Queue, key, stations: list[str], base
                                args={"sha256": sha, "version": info["version"]})
         client.publish(f"{base[s]}/cmd/downgrade", payload, qos=1).wait_for_publish(timeout)
     allowed: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(allowed) + len(results) < len(stations) and time.monotonic() < deadline:
-        try:
-            kind, item = events.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if kind != "message":
-            continue
-        topic, payload = item
+    for topic, payload in _messages(events, timeout, lambda: len(allowed) + len(results) < len(stations)):
         s = next((s for s in stations if topic == f"{base[s]}/cmd/downgrade/response"), None)
         resp = _json(payload)
         if s is None or resp.get("transaction") != tx[s] or s in allowed or s in results:
