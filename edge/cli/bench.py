@@ -69,7 +69,7 @@ def publish(result: dict, mqtt, station: str, timeout_s: float = 10.0) -> str:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.comms.tls import tls_context
+    from edge.comms.tls import apply_broker_auth, tls_context
     from edge.comms.topics import Topics
 
     try:
@@ -78,12 +78,7 @@ def publish(result: dict, mqtt, station: str, timeout_s: float = 10.0) -> str:
     except ValueError as exc:
         raise CommandError(f"--publish: {exc}") from None
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"microseis-bench-{station}")
-    if mqtt.username:
-        client.username_pw_set(mqtt.username, mqtt.password)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-        if mqtt.tls_insecure:
-            client.tls_insecure_set(True)
+    apply_broker_auth(client, mqtt, ctx)
     try:
         client.connect(mqtt.host, mqtt.port, keepalive=30)
     except (OSError, ValueError) as exc:

@@ -55,7 +55,7 @@ from edge.cli.listen_format import (
     short,
 )
 from edge.comms.mqtt_settings import MqttConfig
-from edge.comms.tls import tls_context
+from edge.comms.tls import apply_broker_auth, tls_context
 from edge.schema import ConfigError
 
 __all__ = ["register", "run", "subscriptions"]
@@ -142,18 +142,6 @@ def broker_config(args: argparse.Namespace):
     return cfg
 
 
-def apply_broker_auth(client: mqtt.Client, cfg: Any, ctx: ssl.SSLContext | None, connect_timeout: float) -> None:
-    """The :func:`broker_config` credentials and TLS context (:func:`ssl_context`) on a paho
-    client, and its connect timeout (s)."""
-    client.connect_timeout = connect_timeout
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.password)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-        if cfg.tls_insecure:
-            client.tls_insecure_set(True)
-
-
 def ssl_context(cfg: Any) -> ssl.SSLContext | None:
     """:func:`edge.comms.tls.tls_context`, its errors as one-line option errors."""
     try:
@@ -207,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
                          client_id=cfg.client_id or f"microseis-listen-{uuid.uuid4().hex[:10]}",
                          clean_session=True, protocol=mqtt.MQTTv311)
     client.reconnect_delay_set(0.5, 10)
-    apply_broker_auth(client, cfg, ctx, args.connect_timeout)
+    client.connect_timeout = args.connect_timeout
+    apply_broker_auth(client, cfg, ctx)
 
     def on_connect(c, userdata, flags, reason, properties):  # noqa: ANN001
         if not reason.is_failure:

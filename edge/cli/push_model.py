@@ -41,8 +41,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.cli import CommandError
-from edge.cli.listen import add_broker_options, apply_broker_auth, broker_config, ssl_context
+from edge.cli.listen import add_broker_options, broker_config, ssl_context
 from edge.comms.auth import sign_command, sign_push
+from edge.comms.tls import apply_broker_auth
 from edge.model.format import MAX_BUNDLE_BYTES, BundleError
 from edge.model.keys import load_private_key
 from edge.model.verify import inspect_bundle
@@ -131,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     client = mqtt.Client(CallbackAPIVersion.VERSION2,
                          client_id=cfg.client_id or f"microseis-push-{uuid.uuid4().hex[:10]}",
                          clean_session=True, protocol=mqtt.MQTTv311)
-    apply_broker_auth(client, cfg, ctx, args.connect_timeout)
+    client.connect_timeout = args.connect_timeout
+    apply_broker_auth(client, cfg, ctx)
     filters = [f"{b}/model" for b in base.values()]
     if args.downgrade:
         filters += [f"{b}/cmd/downgrade/response" for b in base.values()]

@@ -71,7 +71,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from edge.comms.messages import CommandResponse, dumps
 from edge.comms.mqtt_settings import MqttConfig
 from edge.comms.outbox import Outbox, OutboxError
-from edge.comms.tls import tls_context
+from edge.comms.tls import apply_broker_auth, tls_context
 from edge.comms.topics import Topics
 
 __all__ = ["MqttLink"]
@@ -175,12 +175,7 @@ class MqttLink:
         client.user_data_set(conn)
         client.connect_timeout = self.connect_timeout_s
         client.will_set(self.topics.availability, "offline", qos=1, retain=True)
-        if self.cfg.username:
-            client.username_pw_set(self.cfg.username, self.cfg.password)
-        if self._ssl is not None:
-            client.tls_set_context(self._ssl)
-            if self.cfg.tls_insecure:
-                client.tls_insecure_set(True)
+        apply_broker_auth(client, self.cfg, self._ssl)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

@@ -1,4 +1,5 @@
-"""TLS for the broker connection: the :class:`ssl.SSLContext` of an :class:`MqttConfig`."""
+"""TLS and credentials for the broker connection: the :class:`ssl.SSLContext` of an
+:class:`MqttConfig`, and both set on a paho client."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import ssl
 
 from edge.comms.mqtt_settings import MqttConfig
 
-__all__ = ["tls_context"]
+__all__ = ["tls_context", "apply_broker_auth"]
 
 
 def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
@@ -32,3 +33,13 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
         ctx.check_hostname = False
     return ctx
 
+
+def apply_broker_auth(client, cfg: MqttConfig, ctx: ssl.SSLContext | None) -> None:
+    """Set ``cfg``'s user name and password and the TLS context ``ctx`` (from
+    :func:`tls_context`; ``tls_insecure`` skips the host-name check) on a paho ``client``."""
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password)
+    if ctx is not None:
+        client.tls_set_context(ctx)
+        if cfg.tls_insecure:
+            client.tls_insecure_set(True)
