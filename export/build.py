@@ -36,6 +36,10 @@ SYNTHETIC_NOTICE = ("Trained on SYNTHETIC data only (microseis synth). Not valid
                     "relying on its classes or magnitudes.")
 
 
+#: architectures a station does not run (comparison models), with the reason
+NOT_EXPORTED = {"spectrogram_cnn": "the spectrogram CNN is a comparison model and is not exported to "
+                                   "stations (use a resnet18_cbam or cnn1d run)"}
+
 class ExportError(ValueError):
     """A run or option that cannot be exported; the message says why."""
 
@@ -155,9 +159,8 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
     except RunError as exc:
         raise ExportError(str(exc)) from None
     arch = model.config.name
-    if arch == "spectrogram_cnn":
-        raise ExportError(f"{run_dir}: the spectrogram CNN is a comparison model and is not "
-                          "exported to stations (export a resnet18_cbam or cnn1d run)")
+    if arch in NOT_EXPORTED:
+        raise ExportError(f"{run_dir}: {NOT_EXPORTED[arch]}")
     spec = WindowSpec.from_dict(info["window"])
     classes = tuple(info["classes"])
     n = spec.n_samples

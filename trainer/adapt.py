@@ -49,7 +49,7 @@ from edge.model.keys import default_trusted_keys, key_id
 from edge.model.verify import inspect_bundle
 from edge.signal.dataset import LABELS_FILE, DatasetError, read_labels
 from edge.signal.preprocess import WindowSpec
-from export.build import ExportError, ExportOptions, build_bundle
+from export.build import NOT_EXPORTED, ExportError, ExportOptions, build_bundle
 from export.signing import load_private_key
 from trainer.adapt_report import before_after, write_report
 from trainer.balance import stratified_split
@@ -266,9 +266,8 @@ def adapt(data: str | Path, out: str | Path, key: str | Path, source: str | Path
     except RunError as exc:
         raise AdaptError(f"--from {source or 'default'}: {exc}") from None
     name = model.config.name
-    if name == "spectrogram_cnn":
-        raise AdaptError(f"--from {source}: the spectrogram CNN is not exported to stations; "
-                         "start from a resnet18_cbam or cnn1d run")
+    if name in NOT_EXPORTED:
+        raise AdaptError(f"--from {source}: {NOT_EXPORTED[name]}")
     spec = WindowSpec.from_dict(info["window"])
     old_classes = tuple(info["classes"])
     labels, labels_sha = _site_labels(data)
