@@ -26,7 +26,10 @@ from trainer.synth.continuous import (  # noqa: E402
     SiteModel,
     draw_sites,
     make_quake,
+    site_event,
 )
+from trainer.synth.earthquake import earthquake  # noqa: E402
+from trainer.synth.generate import _energy_window  # noqa: E402
 from trainer.synth.instruments import INSTRUMENTS  # noqa: E402
 from trainer.synth.sites import RATES, SPLITS, Site, draw_site, site_inventory  # noqa: E402
 from trainer.synth.sources import rockfall  # noqa: E402
@@ -259,6 +262,49 @@ def test_rockfall_with_a_given_number_of_impacts():
     src = rockfall(np.random.default_rng(1), 250.0, (5.0, 60.0), (10.0, 60.0), n_impacts=7)
     assert src.meta["impacts"] == 7 and src.meta["impact_rate_max"] is None
     assert 5.0 <= src.meta["duration_s"] <= 60.0 and abs(src.velocity[:, 0]).max() == 0.0
+
+
+def _s_energy_s(v: np.ndarray, fs: float, sp_s: float) -> float:
+    """Seconds holding 5-95 % of the horizontal energy after the S onset."""
+    h = v[1:, int(sp_s * fs):]
+    a, b = _energy_window((h**2).sum(axis=0))
+    return (b - a) / fs
+
+
+def test_pulse_like_quakes_have_a_short_s_and_coda():
+    """The smallest path duration and coda scale give a clean S pulse (BW.UH3's induced
+    quakes); unset, the Boore 0.05 s/km wave train and the full coda, as the single-site
+    benchmark always had."""
+    fs, mag, r = 250.0, 1.0, 10.0
+    train = earthquake(np.random.default_rng(5), fs, mag, r)
+    pulse = earthquake(np.random.default_rng(5), fs, mag, r, path_s_per_km=(0.005, 0.005),
+                       coda_scale=(0.1, 0.1))
+    assert train.meta["path_s_per_km"] == 0.05 and train.meta["coda_scale"] == 1.0
+    assert pulse.meta["s_duration_s"] < 0.5 * train.meta["s_duration_s"]
+    sp = train.meta["s_minus_p_s"]
+    assert _s_energy_s(pulse.velocity, fs, sp) < 0.3 * _s_energy_s(train.velocity, fs, sp)
+    assert pulse.n < train.n
+
+
+def test_site_quakes_span_glitch_snr_and_pulse_like_s():
+    """Quakes of a drawn site reach the SNR of the noise class's glitches (spikes: 6-30 dB +
+    20 dB) and include pulse-like S waves: neither SNR nor a long S train alone can tell a
+    quake from a glitch."""
+    site = draw_sites(1, "train", 1)[0]
+    m = SiteModel(site)
+    rows, durations = [], []
+    for k in range(40):
+        ev = site_event(m, "earthquake", np.random.default_rng([7, k]))
+        rows.append(ev["row"])
+    snrs = [float(r["snr_db"]) for r in rows]
+    assert min(snrs) >= EVENT_RANGES["quake_snr_min_db"] - 3.0
+    assert max(snrs) >= 35.0, sorted(snrs)
+    for k in range(40):
+        src = earthquake(np.random.default_rng([8, k]), m.fs, 1.0, 10.0,
+                         path_s_per_km=EVENT_RANGES["quake_path_s_per_km"],
+                         coda_scale=EVENT_RANGES["quake_coda_scale"])
+        durations.append(src.meta["s_duration_s"])
+    assert min(durations) < 0.2 < max(durations), sorted(durations)
 
 
 def test_draw_sites_is_deterministic():

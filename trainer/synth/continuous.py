@@ -28,11 +28,13 @@ the rms of the site's noise in the band holding 5-95 % of the event's spectral e
 widened to at least an octave. Digitizer artefacts (spike, step) are scaled against the
 counts rms in 1 Hz - 0.45 x rate, + the boosts of :mod:`.transients`.
 
-Earthquakes: ML uniform in -0.5..3 and hypocentral distance with density ~ r in 5-100 km,
+Earthquakes: ML uniform in -0.5..3 and hypocentral distance with density ~ r in 5-100 km (30 %
+log-uniform instead: seismicity clustered near the station, high SNR),
 limited to where the event is detectable at the site (in-band SNR >= 6 dB) and does not
-clip; the Brune waveform is scaled so that the Hutton & Boore ML of its horizontals, as
-:mod:`edge.signal.magnitude` computes it from Wood-Anderson amplitudes, is exactly the
-catalogue ML.
+clip; the S path duration (0.005-0.05 s/km) and the coda decay (x 0.1-1) are drawn per event,
+from a scattered wave train to a clean S pulse; the Brune waveform is scaled so that the
+Hutton & Boore ML of its horizontals, as :mod:`edge.signal.magnitude` computes it from
+Wood-Anderson amplitudes, is exactly the catalogue ML.
 
 Randomness: the site from ``default_rng([seed, split, i, 0x517E])``, the event times from
 ``[seed, split, i, 0x9A1A]``, event ``k`` from ``[seed, split, i, k, 0x5EED]``, noise
@@ -54,7 +56,7 @@ from scipy.fft import irfft, rfft, rfftfreq
 from .earthquake import earthquake
 from .generate import _energy_window, snr_db
 from .sites import SPLITS, Site, draw_site, ground_velocity_psd
-from .sources import Source, fracture, rockfall
+from .sources import Source, fracture, loguniform, rockfall
 from .transients import SNR_BOOST_DB, noise_transient
 
 __all__ = [
@@ -90,11 +92,20 @@ EVENT_RANGES: dict[str, Any] = {
     "snr_db": (6.0, 30.0),
     "magnitude": (-0.5, 3.0),
     "distance_km": (5.0, 100.0),
+    # share of quakes whose distance is log-uniform (seismicity clustered near the station: a
+    # mine, an induced field) instead of density ~ r: quakes of high SNR, as the noise class's
+    # glitches have, so that SNR alone never tells a quake from a glitch
+    "quake_near_fraction": 0.3,
     "quake_snr_min_db": 6.0,
     "quake_max_len_s": 90.0,
     "vp_km_s": 6.0,
     "vs_km_s": 3.5,
     "stress_drop_mpa": (1.0, 10.0),
+    # S path duration (s/km) and coda decay scale, log-uniform: from the scattered wave train of
+    # Boore's 0.05 s/km down to the clean S pulse of a deep event on a quiet path (BW.UH3's
+    # induced quakes: S-P 1.25 s, an S pulse of about 0.1 s, coda gone within 0.5 s)
+    "quake_path_s_per_km": (0.005, 0.05),
+    "quake_coda_scale": (0.1, 1.0),
     "fracture_decay_s": (0.02, 0.25),
     "rockfall_duration_s": (5.0, 60.0),
     "rockfall_impacts": (4, 25),
@@ -295,7 +306,8 @@ def make_quake(model: SiteModel, rng: np.random.Generator, magnitude: float, r_k
     site = model.site
     src = earthquake(rng, model.fs, magnitude, r_km, vp_km_s=er["vp_km_s"], vs_km_s=er["vs_km_s"],
                      stress_drop_mpa=er["stress_drop_mpa"], q0=(site.q0, site.q0),
-                     kappa_s=(site.kappa_s, site.kappa_s), max_len_s=er["quake_max_len_s"])
+                     kappa_s=(site.kappa_s, site.kappa_s), max_len_s=er["quake_max_len_s"],
+                     path_s_per_km=er["quake_path_s_per_km"], coda_scale=er["quake_coda_scale"])
     src.velocity *= _ml_scale(src.velocity, model.fs, r_km, magnitude)
     snr, _ = model.band_snr_db(src.velocity)
     return src, snr
@@ -395,6 +407,7 @@ def _site_quake(m: SiteModel, rng: np.random.Generator) -> tuple[Source, float, 
     r0 = 20.0
     m_lo, m_hi = er["magnitude"]
     best = None
+    near = bool(rng.random() < er["quake_near_fraction"])
     for _ in range(12):
         mag = round(float(rng.uniform(m_lo, m_hi)), 2)
         _, snr0 = make_quake(m, rng, mag, r0)
@@ -406,7 +419,7 @@ def _site_quake(m: SiteModel, rng: np.random.Generator) -> tuple[Source, float, 
             m_lo = min(m_hi, max(m_lo, mag + need))
             continue
         for _ in range(4):
-            r = round(math.sqrt(rng.uniform(rmin**2, r_hi**2)), 3)
+            r = round(loguniform(rng, rmin, r_hi) if near else math.sqrt(rng.uniform(rmin**2, r_hi**2)), 3)
             src, snr = make_quake(m, rng, mag, r)
             ok = snr >= target and not m.clipped(m.to_counts(src.velocity), CLIP_FRACTION)
             cand = (ok, snr, src, mag, r)

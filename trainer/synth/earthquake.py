@@ -14,8 +14,9 @@ For magnitude ``M`` at hypocentral distance ``r``:
 * each phase realised as Gaussian noise under a time envelope whose Fourier amplitude is
   normalised to unit mean square and multiplied by the target spectrum (random phase);
   P at ``r / Vp``, S at ``r / Vs`` (S-P = ``r (1/Vs - 1/Vp)``), S duration
-  ``1/fc + 0.05 r`` (Boore 2003 path duration), then a coda decaying as
-  ``exp(-t / tau_c)`` with ``tau_c = max(0.3 s, Td / 5)``, where ``Td`` is the signal
+  ``1/fc + b r`` (Boore 2003 path duration, b = 0.05 s/km; drawn per event where the
+  caller gives a range), then a coda decaying as ``exp(-t / tau_c)`` with
+  ``tau_c = c max(0.3 s, Td / 5)`` (c = 1, or drawn likewise), where ``Td`` is the signal
   duration of the duration-magnitude relation ``Md = -0.87 + 2 log10 Td + 0.0035 r``
   (Lee et al. 1972) solved for Td;
 * polarisation: P along the ray (incidence 5-35 deg from vertical: low-velocity surface
@@ -91,8 +92,15 @@ def earthquake(rng: np.random.Generator, fs: float, magnitude: float, r_km: floa
                stress_drop_mpa: tuple[float, float] = (1.0, 10.0),
                q0: tuple[float, float] = (150.0, 400.0), q_eta: float = 0.6,
                kappa_s: tuple[float, float] = (0.01, 0.04),
-               max_len_s: float = 60.0) -> Source:
-    """Brune-spectrum local earthquake, ground velocity in m/s; P onset at sample 0."""
+               max_len_s: float = 60.0,
+               path_s_per_km: tuple[float, float] | None = None,
+               coda_scale: tuple[float, float] | None = None) -> Source:
+    """Brune-spectrum local earthquake, ground velocity in m/s; P onset at sample 0.
+
+    ``path_s_per_km`` (s/km, log-uniform; unset = 0.05) is the path term of the S duration and
+    ``coda_scale`` (log-uniform; unset = 1) multiplies the coda decay time: small values give
+    the short, pulse-like S of a deep or near event on a quiet path with little scattering
+    (e.g. induced quakes under a sedimentary basin). Unset, nothing is drawn."""
     from scipy.fft import next_fast_len, rfftfreq
 
     m0 = moment_nm(magnitude)
@@ -105,12 +113,14 @@ def earthquake(rng: np.random.Generator, fs: float, magnitude: float, r_km: floa
     baz = float(rng.uniform(0.0, 360.0))
     sv_sh = float(rng.uniform(0.0, 2 * np.pi))
     coda_z = float(rng.uniform(0.3, 0.6))
+    path_k = loguniform(rng, *path_s_per_km) if path_s_per_km else 0.05
+    coda_k = loguniform(rng, *coda_scale) if coda_scale else 1.0
 
     sp = r_km * (1.0 / vs_km_s - 1.0 / vp_km_s)
-    ts_dur = 1.0 / fc + 0.05 * r_km
-    tp_dur = 0.5 * (1.0 / (1.5 * fc) + 0.05 * r_km)
+    ts_dur = 1.0 / fc + path_k * r_km
+    tp_dur = 0.5 * (1.0 / (1.5 * fc) + path_k * r_km)
     td = 10.0 ** ((magnitude + 0.87 - 0.0035 * r_km) / 2.0)
-    tau_c = max(0.3, td / 5.0)
+    tau_c = max(0.3 * coda_k, td / 5.0 * coda_k)
     length = min(max_len_s, sp + ts_dur + 4.6 * tau_c + 1.0)
     n = int(round(length * fs))
     i_s = int(round(sp * fs))
@@ -149,4 +159,5 @@ def earthquake(rng: np.random.Generator, fs: float, magnitude: float, r_km: floa
         "stress_drop_mpa": dsig, "corner_hz": fc, "q0": Q0, "kappa_s": kappa,
         "ps_ratio": ps_ratio, "incidence_deg": incidence, "backazimuth_deg": baz,
         "s_duration_s": ts_dur, "coda_tau_s": tau_c, "duration_s": length,
+        "path_s_per_km": path_k, "coda_scale": coda_k,
     })

@@ -5,8 +5,9 @@ events of a dataset are spread over ``ceil(n_events / events_per_site)`` sites d
 :func:`.sites.draw_site` from the split (``train`` or the held-out ``other``), event ``i`` at
 site ``i mod n_sites``. Every event is made by the continuous generator's code
 (:func:`.continuous.site_event`: the site's bands, kappa and Q; quakes of ML -0.5..3 at
-5-100 km, detectable and unclipped at that site; in-band SNR 6-30 dB against the site's noise;
-through the site's ObsPy ``Response``) and laid on the site's own background noise
+5-100 km, from a scattered S train to a clean S pulse, detectable and unclipped at that
+site; in-band SNR 6-30 dB against the site's noise; through the site's ObsPy ``Response``) and
+laid on the site's own background noise
 (:class:`.continuous.NoiseSource`: Peterson-model spectrum, instrument self-noise, digitizer
 noise, tone, day/night cycle), at the site's sampling rate, with its DC offsets, rounded and
 clipped to its recorder's range. ``stations.xml`` holds every site with its full response,
