@@ -9,9 +9,14 @@ table and, as the last line, one JSON object with every figure.
     python bench/trainer_results.py                      # everything (about an hour on 2 cores)
     python bench/trainer_results.py --only default       # one experiment
     python bench/trainer_results.py --quick              # plumbing check: 2 epochs, small data
+    python bench/trainer_results.py --seeds 0 1 2 3 4 --only n262_scratch n262_transfer
+                                                         # few-label runs over seeds: mean +- sd
 
 Runs are kept in ``--out`` (default ``runs/bench``): an experiment whose run and evaluation
-exist is not trained again unless ``--force``.
+exist is not trained again unless ``--force``. With ``--seeds`` each few-label experiment is
+run once per seed (the seed draws the 262 labeled events, the validation split and the
+initial weights) in ``OUT/seedS/NAME``; the transfer source is trained once (``OUT/source``)
+and shared; the table gives mean +- sd over the seeds and ``--plot`` draws each seed.
 """
 from __future__ import annotations
 
@@ -108,15 +113,21 @@ def ensure_data(data: Path, quick: bool, names: set[str] | None = None) -> None:
                   "--jobs", "2")
 
 
-def run_experiment(name: str, data: Path, out: Path, args: argparse.Namespace) -> dict:
+def run_experiment(name: str, data: Path, out: Path, args: argparse.Namespace, seed: int | None = None) -> dict:
+    """Train (unless kept) and evaluate one experiment; ``seed`` (``--seeds`` mode) puts the run
+    in ``out/seedS`` and overrides ``--seed``."""
     train_opts, _ = EXPERIMENTS[name]
+    top = out
+    if seed is not None:
+        out = out / f"seed{seed}"
+        out.mkdir(parents=True, exist_ok=True)
     run = out / name
     evaluation = out / f"{name}-eval"
-    opts = [o.format(data=data, out=out) for o in train_opts]
+    opts = [o.format(data=data, out=top) for o in train_opts]
     if args.force or not (run / "model.pt").is_file():
         extra = ["--epochs", "2", "--max-batches", "5"] if args.quick else []
         t0 = time.time()
-        microseis("train", *opts, "--out", str(run), "--force", "--seed", str(args.seed),
+        microseis("train", *opts, "--out", str(run), "--force", "--seed", str(args.seed if seed is None else seed),
                   "--threads", str(args.threads), *extra, log=out / f"{name}-train.log")
         print(f"  trained {name} in {time.time() - t0:.0f} s", file=sys.stderr)
     if name == "source":
@@ -145,12 +156,17 @@ def main() -> int:
     p.add_argument("--force", action="store_true", help="train and evaluate again")
     p.add_argument("--quick", action="store_true", help="small data, 2 short epochs: plumbing only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="run the few-label (n262_*) experiments once per seed; mean +- sd")
+    p.add_argument("--plot", metavar="PNG", help="with --seeds: macro-F1 of every seed per experiment")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = args.only or ORDER + ["baselines"]
     ensure_data(data, args.quick, needed_datasets(wanted))
+    if args.seeds:
+        return run_seeds(wanted, data, out, args)
     results: dict[str, dict] = {}
     for name in ORDER:
         if name in wanted or (name == "source" and "n262_transfer" in wanted):
@@ -162,6 +178,79 @@ def main() -> int:
     print_table(results)
     print(json.dumps({"benchmark": "trainer", "results": results}, default=str))
     return 0
+
+
+def run_seeds(wanted: list[str], data: Path, out: Path, args: argparse.Namespace) -> int:
+    """Each wanted few-label experiment over ``args.seeds``, experiment by experiment (all
+    seeds of one before the next); table of mean +- sd, JSON line with every seed."""
+    names = [n for n in ORDER if n.startswith("n262_") and n in wanted]
+    if not names:
+        print("trainer_results: --seeds is for the few-label experiments (n262_*)", file=sys.stderr)
+        return 2
+    if "n262_transfer" in names:
+        run_experiment("source", data, out, args)
+    per: dict[str, dict[int, dict]] = {}
+    for name in names:
+        for k, seed in enumerate(args.seeds):
+            print(f"[{name} seed {seed}: {k + 1}/{len(args.seeds)}]", file=sys.stderr, flush=True)
+            per.setdefault(name, {})[seed] = run_experiment(name, data, out, args, seed=seed)
+    summary = {name: summarize_seeds([r["metrics"] for r in runs.values()]) for name, runs in per.items()}
+    print_seed_table(summary, len(args.seeds))
+    if args.plot:
+        plot_seeds(Path(args.plot), per)
+    print(json.dumps({"benchmark": "trainer-seeds", "seeds": args.seeds, "summary": summary,
+                      "runs": {n: {str(s): {"macro_f1": r["metrics"]["macro_f1"], "f1": r["metrics"]["f1"],
+                                            "accuracy": r["metrics"]["accuracy"],
+                                            "train_seconds": r["train_seconds"]}
+                                   for s, r in runs.items()} for n, runs in per.items()}}))
+    return 0
+
+
+def summarize_seeds(metrics: list[dict]) -> dict:
+    """Mean and sample standard deviation (ddof 1) of macro-F1, accuracy and per-class F1."""
+    import statistics
+
+    def ms(xs: list[float]) -> dict:
+        return {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                "min": min(xs), "max": max(xs)}
+
+    classes = list(metrics[0]["f1"])
+    return {"n": len(metrics), "macro_f1": ms([m["macro_f1"] for m in metrics]),
+            "accuracy": ms([m["accuracy"] for m in metrics]),
+            "f1": {c: ms([m["f1"][c] for m in metrics]) for c in classes}}
+
+
+def print_seed_table(summary: dict, n: int) -> None:
+    classes = ("fracture", "rockfall", "earthquake", "noise")
+    print(f"mean +- sd over {n} seeds")
+    head = f"{'experiment':<20}{'macro-F1':>15}" + "".join(f"{c[:10]:>15}" for c in classes) + f"{'accuracy':>15}"
+    print(head)
+    print("-" * len(head))
+    for name, s in summary.items():
+        cells = [s["macro_f1"]] + [s["f1"][c] for c in classes] + [s["accuracy"]]
+        print(f"{name:<20}" + "".join(f"{c['mean']:>8.3f} ±{c['sd']:.3f}" for c in cells))
+
+
+def plot_seeds(path: Path, per: dict[str, dict[int, dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, runs in enumerate(per.values()):
+        ys = [r["metrics"]["macro_f1"] for r in runs.values()]
+        ax.scatter([i] * len(ys), ys, s=18, alpha=0.7)
+        mean = sum(ys) / len(ys)
+        ax.hlines(mean, i - 0.25, i + 0.25, color="k")
+    ax.set_xticks(range(len(per)), [n.removeprefix("n262_") for n in per], rotation=20)
+    ax.set_ylabel("macro-F1 on bench-test")
+    ax.set_title(f"262 labels, {max(len(r) for r in per.values())} seeds (dots) and their mean (bar)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def print_table(results: dict) -> None:
