@@ -280,6 +280,8 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
             **({"notice": SYNTHETIC_NOTICE} if synthetic else {}),
             "units": train_desc.get("units"),
             "counts": (train_desc.get("counts") or {}).get("train"),
+            **({"log_peak_quantiles": train_desc["log_peak_quantiles"]}
+               if train_desc.get("log_peak_quantiles") else {}),
         },
         "parity": report,
         "selftest": {"atol": {"class_probs": 0.05, "mag_probs": 0.05}, "top_class_must_match": True,

@@ -18,6 +18,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+from obspy import UTCDateTime  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import edge.model.format  # noqa: E402
@@ -37,7 +38,7 @@ from edge.model.manifest import StationCompat  # noqa: E402
 from edge.model.runtime import run_onnx  # noqa: E402
 from edge.model.verify import inspect_bundle, verify_bundle  # noqa: E402
 from edge.signal.labels import CLASSES, N_MAG_BINS  # noqa: E402
-from edge.signal.preprocess import WindowSpec  # noqa: E402
+from edge.signal.preprocess import Window, WindowSpec  # noqa: E402
 from export.bundle_writer import make_selftest, write_bundle, zip_entries  # noqa: E402
 from export.signing import generate_keypair, load_private_key, signature_file  # noqa: E402
 
@@ -399,6 +400,59 @@ def test_tflite_only_bundle_skips_selftest_and_is_not_installed(keys, tmp_path, 
 
 
 # --------------------------------------------------------------------------- install
+
+
+def _amplitude_bundle(tmp_path, keys, quantiles) -> Path:
+    td = {"description": "synthetic", "synthetic": True, "units": "m/s",
+          "notice": "trained on SYNTHETIC data only: not validated on real recordings"}
+    if quantiles is not None:
+        td["log_peak_quantiles"] = quantiles
+    return build(tmp_path / "amp.msb", keys, tiny_model("noise"), kind="noise", training_data=td)
+
+
+def _window(scale: float, units: str) -> Window:
+    rng = np.random.default_rng(4)
+    data = (rng.normal(size=(3, N)) * scale).astype(np.float32)
+    return Window(data=data, starttime=UTCDateTime(0), sampling_rate=250.0, present=(True,) * 3,
+                  coverage=1.0, units=units)
+
+
+def test_window_of_unknown_calibration_is_classified_over_the_training_amplitudes(keys, tmp_path):
+    """An m/s model on a station without response (counts): the amplitude input is not a
+    number in counts but the bundle's training amplitudes, one per MC pass -- the classes do
+    not depend on the digitizer's gain. In m/s the amplitude counts."""
+    from edge.model.inference import EventClassifier
+
+    clf = EventClassifier.load(_amplitude_bundle(tmp_path, keys, [-7.0, -5.0, -3.0]), trusted_keys=[keys["pub"]])
+    assert clf.marginalises_amplitude and clf.input_units == "m/s"
+    p1, p2 = (clf.predict_window(_window(k, "counts")).probs for k in (1.0, 1000.0))
+    np.testing.assert_allclose(p1, p2, atol=1e-6)
+    assert np.isnan(clf.model_input(_window(1.0, "counts"))[1])
+    # the same windows said to be m/s: their amplitudes reach the graph
+    q1, q2 = (clf.predict_window(_window(k, "m/s")).probs for k in (1e-6, 1e-3))
+    assert np.abs(q1 - q2).max() > 1e-3
+    # the marginal is the mean over the prior: neither end of it alone
+    lo, hi = (clf.predict(clf.model_input(_window(1.0, "counts"))[0][None], np.array([v], np.float32)).probs
+              for v in (-7.0, -3.0))
+    assert np.abs(p1 - lo).max() > 1e-4 and np.abs(p1 - hi).max() > 1e-4
+
+
+def test_older_bundle_without_training_amplitudes_feeds_the_window_peak(keys, tmp_path):
+    from edge.model.inference import EventClassifier
+
+    clf = EventClassifier.load(_amplitude_bundle(tmp_path, keys, None), trusted_keys=[keys["pub"]])
+    assert not clf.marginalises_amplitude
+    w = _window(1000.0, "counts")
+    assert clf.model_input(w)[1] == pytest.approx(np.log10(np.abs(w.data).max()))
+
+
+@pytest.mark.parametrize("bad", [[], ["a"], [True], [1e9], list(range(40)), "x"])
+def test_bad_training_amplitudes_refused_naming_the_field(keys, tmp_path, bad):
+    from edge.model.inference import EventClassifier
+
+    with pytest.raises(BundleError) as ei:
+        EventClassifier.load(_amplitude_bundle(tmp_path, keys, bad), trusted_keys=[keys["pub"]])
+    assert "training_data.log_peak_quantiles" in str(ei.value)
 
 
 def test_install_switch_reject_and_rollback(keys, model, good, tmp_path):

@@ -74,6 +74,11 @@ def test_bundle_manifest_parity_and_selftest(tiny_bundle):
     # the bundle passes its own checks with the test key
     vb = verify_bundle(tiny_bundle["bundle"], trusted_keys=[tiny_bundle["pub"]])
     assert vb.selftest["status"] == "passed"
+    # it carries the amplitudes of its training windows (what an uncalibrated station's
+    # windows are classified over), in the units it was trained on
+    td = vb.manifest.training_data
+    q = td["log_peak_quantiles"]
+    assert td["units"] == "m/s" and len(q) == 5 and q == sorted(q) and -12 < q[0] < q[-1] < 0
 
 
 def test_int8_agrees_with_fp32_on_the_same_windows(tiny_bundle, tmp_path, capsys):

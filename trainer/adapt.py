@@ -54,7 +54,7 @@ from export.signing import load_private_key
 from trainer.adapt_report import before_after, write_report
 from trainer.balance import stratified_split
 from trainer.config import TrainConfig, TrainError
-from trainer.data import EventArrays, dataset_description, load_dataset
+from trainer.data import EventArrays, dataset_description, load_dataset, log_peak_quantiles
 from trainer.float_weights import (
     WeightsError,
     file_sha256,
@@ -326,6 +326,7 @@ def adapt(data: str | Path, out: str | Path, key: str | Path, source: str | Path
                   "labels_sha256": labels_sha, "held_out": held.class_counts(),
                   "held_out_fraction": cfg.held_out, "seed": cfg.seed}
     data_info = {"synthetic": bool(desc.get("synthetic")), "units": site.units,
+                 "log_peak_quantiles": log_peak_quantiles(train_arr.log_peak),  # the site's amplitudes
                  "folders": {"train": [desc], "val": "stratified held-out part of the site folder"},
                  "counts": {"train": train_arr.class_counts(), "val": held.class_counts()}}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from edge.signal.features import (
     bossea_features,
 )
 from edge.signal.labels import CLASSES
-from edge.signal.preprocess import PreprocessError, WindowSpec, normalize
+from edge.signal.preprocess import LOG_PEAK_QUANTILES, PreprocessError, WindowSpec, normalize
 from trainer.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,16 @@ class EventArrays:
             features=np.concatenate([p.features for p in parts]),
             paths=[q for p in parts for q in p.paths], lines=[q for p in parts for q in p.lines],
             classes=first.classes, units=first.units)
+
+
+def log_peak_quantiles(log_peak: np.ndarray) -> list[float]:
+    """Quantiles (:data:`~edge.signal.preprocess.LOG_PEAK_QUANTILES`) of training windows'
+    ``log10(peak)`` (their units), rounded to 1e-4: what a run and its bundle record."""
+    lp = np.asarray(log_peak, np.float64)
+    lp = lp[np.isfinite(lp)]
+    if lp.size == 0:
+        return []
+    return [round(float(v), 4) for v in np.quantile(lp, LOG_PEAK_QUANTILES)]
 
 
 def dataset_description(folder: str | os.PathLike[str]) -> dict:
@@ -227,4 +237,4 @@ def _read_cache(path: Path, classes: tuple[str, ...]) -> tuple[EventArrays, list
     return arrays, errors
 
 
-__all__ = ["EventArrays", "load_dataset", "dataset_description", "default_cache_dir"]
+__all__ = ["EventArrays", "load_dataset", "dataset_description", "default_cache_dir", "log_peak_quantiles"]

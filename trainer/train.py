@@ -48,6 +48,7 @@ from edge.signal.labels import CLASSES
 from edge.signal.preprocess import WindowSpec
 from trainer.balance import smote_resample, stratified_split, stratified_subsample
 from trainer.config import TrainConfig, TrainError
+from trainer.data import log_peak_quantiles
 from trainer.metrics import metrics_table
 from trainer.plots import plot_curves
 from trainer.run import (
@@ -315,6 +316,9 @@ def train(data: Sequence[str | Path], out: str | Path, config: TrainConfig | Non
     synthetic = any(d.get("synthetic") for d in all_descs) or bool(init_report and init_report["synthetic"])
     data_info = {
         "synthetic": synthetic, "units": all_lab.units, "folders": descs,
+        # amplitudes of the training windows: what a window of unknown calibration is
+        # classified over on the station (edge.model.inference)
+        "log_peak_quantiles": log_peak_quantiles(train_arr.log_peak),
         "counts": {"train": counts, "val": vcounts,
                    "train_rows_after_balance": int(len(tr["y"])), "smote_rows": n_smote},
         "split_file": SPLIT_FILE,

@@ -53,7 +53,7 @@ from edge.signal.dataset import (
     response_for,
 )
 from edge.signal.picking import TriggerPick, pick_trigger
-from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, normalize, preprocess_stream
+from edge.signal.preprocess import PreprocessError, Window, WindowSpec, component_of, preprocess_stream
 
 __all__ = [
     "BatchOptions",
@@ -542,7 +542,7 @@ class BatchPredictor:
             if job.window is None:
                 continue
             try:
-                x, lp = normalize(job.window.data)
+                x, lp = self.clf.model_input(job.window)
             except PreprocessError as exc:
                 job.error, job.window = str(exc), None
                 continue

@@ -14,6 +14,15 @@ MC-dropout (``mc_dropout.how = "noise_input"``), ``noise`` (B, D) uniform [0, 1)
 event gives the same numbers), and :func:`edge.model.predictions.predictions_from_samples`
 summarises them exactly as the trainer does.
 
+``log_peak`` is in the units the model was trained on (``training_data.units``, m/s for the
+shipped bundle). A window in other units -- counts, where the station has neither StationXML
+nor sensitivity -- has no such amplitude: it is never fed as if it were one. Where the
+bundle records the quantiles of its training windows' ``log_peak``
+(``training_data.log_peak_quantiles``, :data:`LOG_PEAK_QUANTILES`), the unknown amplitude is
+marginalised: MC pass ``p`` takes quantile ``p mod K``, so the class probabilities average
+over the amplitudes the model was trained on and the uncertainty includes the missing
+calibration. Without them (older bundles) the window's own ``log_peak`` is used, as before.
+
 No torch here.
 """
 from __future__ import annotations
@@ -32,10 +41,10 @@ from edge.model.manifest import ModelFile, StationCompat
 from edge.model.predictions import Predictions, predictions_from_samples
 from edge.model.runtime import open_onnx_session
 from edge.model.verify import VerifiedBundle, verify_bundle
-from edge.signal.preprocess import Window, WindowSpec, normalize
+from edge.signal.preprocess import LOG_PEAK_QUANTILES, Window, WindowSpec, normalize
 
 __all__ = ["ModelRunner", "OnnxRunner", "WindowPredictor", "EventClassifier", "ModelInfo", "RUNTIMES",
-           "select_model_file"]
+           "LOG_PEAK_QUANTILES", "select_model_file"]
 
 #: runtimes a station can run a bundle with
 RUNTIMES = ("onnx", "tflite")
@@ -61,6 +70,19 @@ class OnnxRunner:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {k: v for k, v in inputs.items() if k in self.input_names}
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+
+def _log_peak_prior(value: Any) -> list[float] | None:
+    """``training_data.log_peak_quantiles`` checked: absent -> None; else 1-32 finite numbers
+    within -30..30 (log10 of an amplitude), or :class:`BundleError` naming the field."""
+    if value is None:
+        return None
+    ok = (isinstance(value, list) and 1 <= len(value) <= 32
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and -30.0 <= v <= 30.0 for v in value))
+    if not ok:
+        raise BundleError("manifest: training_data.log_peak_quantiles: must be a list of 1-32 numbers "
+                          f"in -30..30 (log10 of the training amplitudes), got {str(value)[:80]}", "manifest")
+    return [float(v) for v in value]
 
 
 def select_model_file(bundle: VerifiedBundle, runtime: str = "onnx") -> ModelFile:
@@ -120,12 +142,15 @@ class WindowPredictor:
         seed: each window ``i`` of a :meth:`predict` call draws its noise from
             ``default_rng([seed, i])``: reproducible, independent of what ran before.
         batch: graph rows per call (a window's passes run in one call).
+        log_peak_prior: ``log_peak`` values (log10 of the training units) that a window whose
+            amplitude is unknown (``log_peak`` NaN) takes, pass ``p`` value ``p mod K``.
     """
 
     def __init__(self, runner: ModelRunner, *, waveform: str = "x", log_peak: str | None = "log_peak",
                  noise: str | None = None, noise_dim: int = 0, class_output: str = "class_probs",
                  mag_output: str | None = "mag_probs", n_channels: int = 3, n_samples: int = 3000,
-                 mc_passes: int = 1, seed: int = 0, batch: int = 64) -> None:
+                 mc_passes: int = 1, seed: int = 0, batch: int = 64,
+                 log_peak_prior: Iterable[float] | None = None) -> None:
         self.runner = runner
         self.waveform, self.log_peak, self.noise = waveform, log_peak, noise
         self.noise_dim = int(noise_dim) if noise else 0
@@ -134,6 +159,8 @@ class WindowPredictor:
         self.mc_passes = max(1, int(mc_passes)) if noise else 1
         self.seed = int(seed)
         self.batch = max(1, int(batch))
+        prior = np.asarray(list(log_peak_prior or ()), np.float32)
+        self.log_peak_prior = prior if prior.size and np.all(np.isfinite(prior)) else None
 
     def noise_for(self, first: int, n: int) -> np.ndarray:
         """(passes, n, D) noise of windows ``first .. first + n - 1``."""
@@ -146,12 +173,15 @@ class WindowPredictor:
 
     def predict(self, x: np.ndarray, log_peak: np.ndarray) -> Predictions:
         """Predict normalised windows ``x`` (N, 3, n) float32 (each divided by its peak) with
-        ``log_peak`` (N,) log10 of the peaks (m/s, or counts for a count-trained model)."""
+        ``log_peak`` (N,) log10 of the peaks (m/s, or counts for a count-trained model); NaN =
+        amplitude unknown: marginalised over ``log_peak_prior`` (required then)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         lp = np.asarray(log_peak, dtype=np.float32).reshape(-1, 1)
         if x.ndim != 3 or x.shape[0] != lp.shape[0]:
             raise ValueError(f"x must be (N, channels, samples) with one log_peak per window, "
                              f"got {x.shape} and {lp.shape}")
+        if np.isnan(lp).any() and self.log_peak and self.log_peak_prior is None:
+            raise ValueError("log_peak NaN (amplitude unknown) needs the bundle's log_peak quantiles")
         if x.shape[1:] != self.shape:
             raise ValueError(f"the model takes windows of shape {self.shape}, got {x.shape[1:]}")
         t = self.mc_passes
@@ -163,7 +193,7 @@ class WindowPredictor:
             # rows are pass-major: row p * n + i = window i, pass p
             feeds = {self.waveform: np.tile(xb, (t, 1, 1))}
             if self.log_peak:
-                feeds[self.log_peak] = np.tile(lb, (t, 1))
+                feeds[self.log_peak] = self._log_peak_rows(lb, t)
             if self.noise:
                 feeds[self.noise] = self.noise_for(s, n).reshape(t * n, self.noise_dim)
             out = self.runner.run(feeds)
@@ -174,6 +204,17 @@ class WindowPredictor:
         if not parts:
             return predictions_from_samples(np.zeros((1, 0, 1)))
         return Predictions.concatenate(parts)
+
+    def _log_peak_rows(self, lb: np.ndarray, t: int) -> np.ndarray:
+        """(t * n, 1) pass-major ``log_peak`` rows; an unknown (NaN) one takes prior value
+        ``p mod K`` in pass ``p``."""
+        rows = np.tile(lb, (t, 1)).reshape(t, -1)
+        unknown = np.isnan(lb[:, 0])
+        if unknown.any():
+            prior = self.log_peak_prior
+            assert prior is not None
+            rows[:, unknown] = prior[np.arange(t) % prior.size][:, None]
+        return rows.reshape(-1, 1)
 
 
 class EventClassifier:
@@ -202,6 +243,9 @@ class EventClassifier:
             raise BundleError("bundle graph needs a waveform input and a class_probs output", "compat")
         noise = kinds.get("noise")
         passes = mc_passes if mc_passes is not None else int(m.mc_dropout.get("passes", 1))
+        #: units of the training windows' amplitude (``log_peak``): "m/s", "counts" or None
+        self.input_units: str | None = m.training_data.get("units")
+        prior = _log_peak_prior(m.training_data.get("log_peak_quantiles"))
         self.predictor = WindowPredictor(
             runner, waveform=kinds["waveform"].name,
             log_peak=kinds["log_peak"].name if "log_peak" in kinds else None,
@@ -209,7 +253,8 @@ class EventClassifier:
             noise_dim=int(noise.shape[-1]) if noise is not None else 0,
             class_output=outs["class_probs"], mag_output=outs.get("mag_probs"),
             n_channels=len(self.window_spec.components), n_samples=self.window_spec.n_samples,
-            mc_passes=passes, seed=seed, batch=batch)
+            mc_passes=passes, seed=seed, batch=batch,
+            log_peak_prior=prior)
         self.mc_passes = self.predictor.mc_passes
         self.info = ModelInfo(name=m.name, version=m.version, sha256=bundle.sha256,
                               file=self.model_file.file, format=self.model_file.format,
@@ -238,9 +283,23 @@ class EventClassifier:
         """See :meth:`WindowPredictor.predict`."""
         return self.predictor.predict(x, log_peak)
 
+    @property
+    def marginalises_amplitude(self) -> bool:
+        """True when the bundle records its training amplitudes (windows of other units are
+        then classified over them, not with a number in the wrong units)."""
+        return self.predictor.log_peak_prior is not None
+
+    def model_input(self, window: Window) -> tuple[np.ndarray, float]:
+        """``(x, log_peak)`` of a window for this model: ``log_peak`` NaN (amplitude unknown,
+        marginalised) where the window's units are not the model's and the bundle allows it."""
+        x, log_peak = normalize(window.data)
+        if self.input_units and window.units != self.input_units and self.marginalises_amplitude:
+            log_peak = float("nan")
+        return x, log_peak
+
     def predict_window(self, window: Window) -> Predictions:
         """One preprocessed :class:`~edge.signal.preprocess.Window` -> one-row :class:`Predictions`."""
-        x, log_peak = normalize(window.data)
+        x, log_peak = self.model_input(window)
         return self.predict(x[None], np.array([log_peak], np.float32))
 
     def row(self, pred: Predictions, i: int = 0) -> dict[str, Any]:

@@ -72,6 +72,7 @@ from edge.signal.resample import resample_factors as _resample_factors
 
 __all__ = [
     "COMPONENT_ALIASES",
+    "LOG_PEAK_QUANTILES",
     "MAX_RESAMPLE_FACTOR",
     "PreprocessError",
     "Window",
@@ -246,6 +247,12 @@ def resample_factors(input_rate: float, output_rate: float) -> tuple[int, int]:
         return _resample_factors(input_rate, output_rate)
     except ValueError as exc:
         raise PreprocessError(str(exc)) from None
+
+
+#: levels of the quantiles of the training windows' ``log10(peak)`` that a run records and a
+#: bundle carries (``training_data.log_peak_quantiles``): the amplitudes a window of unknown
+#: calibration is classified over (:mod:`edge.model.inference`)
+LOG_PEAK_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def normalize(data: np.ndarray) -> tuple[np.ndarray, float]:
