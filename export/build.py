@@ -26,7 +26,7 @@ from edge.signal.labels import N_MAG_BINS
 from .onnx_export import calibration_feeds, export_fp32, quantize_int8
 from .parity import FormatResult, format_table, interleaved_latency_ms, parity_report
 
-__all__ = ["ExportOptions", "ExportError", "build_bundle", "SYNTHETIC_NOTICE"]
+__all__ = ["ExportOptions", "ExportError", "build_bundle", "SYNTHETIC_NOTICE", "PRETRAINED_SYNTHETIC_NOTICE"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 SYNTHETIC_NOTICE = ("Trained on SYNTHETIC data only (microseis synth). Not validated on real "
                     "recordings: re-train or fine-tune on the site's labeled events before "
                     "relying on its classes or magnitudes.")
+#: what a bundle fine-tuned on real events from a synthetic-trained model says
+PRETRAINED_SYNTHETIC_NOTICE = ("Pre-trained on SYNTHETIC data (microseis synth), then fine-tuned on the "
+                               "labeled events its description names. Check it on the site's own "
+                               "recordings before relying on its classes or magnitudes.")
 
 
 #: architectures a station does not run (comparison models), with the reason
@@ -277,7 +281,8 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
         "training_data": {
             "description": _describe_training(train_desc, synthetic),
             "synthetic": synthetic,
-            **({"notice": SYNTHETIC_NOTICE} if synthetic else {}),
+            **({"notice": SYNTHETIC_NOTICE if _synthetic_folders(train_desc) else PRETRAINED_SYNTHETIC_NOTICE}
+               if synthetic else {}),
             "units": train_desc.get("units"),
             "counts": (train_desc.get("counts") or {}).get("train"),
             **({"log_peak_quantiles": train_desc["log_peak_quantiles"]}
@@ -327,6 +332,13 @@ def _selftest_rows(preds, k: int = 8) -> np.ndarray:
     return np.array(sorted(chosen[:k]), dtype=int)
 
 
+def _synthetic_folders(data: Mapping[str, Any]) -> bool:
+    """Whether any training folder of the run was made by ``microseis synth`` (else the
+    run is synthetic only through the model it started from)."""
+    return any(isinstance(d, Mapping) and d.get("synthetic")
+               for d in ((data.get("folders") or {}).get("train") or []))
+
+
 def _describe_training(data: Mapping[str, Any], synthetic: bool) -> str:
     """One line naming each training folder, with the generator's events and seed when
     the folder was made by ``microseis synth``."""
@@ -344,6 +356,8 @@ def _describe_training(data: Mapping[str, Any], synthetic: bool) -> str:
         name = Path(str(d.get("path", "?"))).name
         parts.append(name + (f" ({', '.join(bits)})" if bits else ""))
     text = "; ".join(parts) or "unknown"
+    if synthetic and not _synthetic_folders(data):
+        return "fine-tuned from a SYNTHETIC-trained model on: " + text
     return ("SYNTHETIC: " if synthetic else "") + text
 
 

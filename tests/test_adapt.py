@@ -160,6 +160,29 @@ def test_new_classes_grow_the_head(base, adapted, capsys, tmp_path):
     assert model.config.n_classes == 5 and info["classes"][-1] == "blast"
 
 
+def test_fine_tuned_on_real_events_from_a_synthetic_model_still_says_synthetic(base, capsys, tmp_path):
+    """A site folder not made by ``microseis synth`` (no synth.json: a real site), adapted from
+    a synthetic-trained run: the bundle is still marked synthetic, with the notice that says
+    it was pre-trained on synthetic data; the same site folder marked synthetic gets the plain
+    synthetic notice."""
+    real = _relabel(base["site"], tmp_path / "REAL", lambda r: r)
+    (real / "synth.json").unlink()
+    out = tmp_path / "real.msb"
+    rc, _, err = _adapt(capsys, "--data", str(real), "--out", str(out), "--key", str(base["key"]), "--from",
+                        str(base["run"]), "--cache-dir", base["cache"], "--quiet", *QUICK)
+    assert rc == 0, err
+    td = _manifest(out)["training_data"]
+    assert td["synthetic"] is True
+    assert td["notice"].startswith("Pre-trained on SYNTHETIC data") and "fine-tuned" in td["notice"]
+    assert td["description"].startswith("fine-tuned from a SYNTHETIC-trained model on: REAL")
+
+
+def test_adapted_on_synthetic_events_has_the_synthetic_notice(adapted):
+    td = _manifest(adapted["bundle"])["training_data"]
+    assert td["synthetic"] is True and td["notice"].startswith("Trained on SYNTHETIC data only")
+    assert td["description"].startswith("SYNTHETIC: SITE")
+
+
 def test_grow_class_head_keeps_the_old_rows(base):
     import torch
 

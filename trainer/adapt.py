@@ -135,6 +135,7 @@ class Start:
     weights: Path             # run directory with model.pt
     bundle: Path | None       # the bundle whose int8 graph is "before" (None for a run)
     adapted_from: dict        # {name, version, sha256, kind}
+    synthetic: bool = False   # the starting model was trained on synthetic data
 
 
 def report_paths(out: str | Path) -> tuple[Path, Path]:
@@ -152,12 +153,14 @@ def resolve_start(source: str | Path | None) -> Start:
             if not (run / MODEL_FILE).is_file():
                 raise AdaptError(f"--from {run}: not a run directory (no {MODEL_FILE})")
             try:
-                created = str(json.loads((run / RUN_FILE).read_text()).get("created") or "")
+                run_meta = json.loads((run / RUN_FILE).read_text())
             except (OSError, ValueError):
-                created = ""
+                run_meta = {}
+            created = str(run_meta.get("created") or "") if isinstance(run_meta, dict) else ""
+            synthetic = bool(run_meta.get("synthetic")) if isinstance(run_meta, dict) else False
             return Start("run", run, None, {"kind": "run", "name": run.resolve().name[:64] or "run",
                                             "version": created or "unknown",
-                                            "sha256": file_sha256(run / MODEL_FILE)})
+                                            "sha256": file_sha256(run / MODEL_FILE)}, synthetic)
         if source is not None and not Path(source).is_file():
             raise AdaptError(f"--from {source}: no such run directory or bundle")
         bundle = Path(DEFAULT_BUNDLE if source is None else source)
@@ -166,7 +169,8 @@ def resolve_start(source: str | Path | None) -> Start:
     except (WeightsError, BundleError) as exc:
         raise AdaptError(f"--from {source or 'default'}: {exc}" if source else str(exc)) from None
     return Start("bundle", weights, bundle, {"kind": "bundle", "name": meta["name"],
-                                             "version": meta["version"], "sha256": record["bundle_sha256"]})
+                                             "version": meta["version"], "sha256": record["bundle_sha256"]},
+                 bool(meta.get("synthetic")))
 
 
 def grow_class_head(model: torch.nn.Module, n_classes: int) -> tuple[torch.nn.Module, dict]:
@@ -325,7 +329,8 @@ def adapt(data: str | Path, out: str | Path, key: str | Path, source: str | Path
     adapted_on = {"counts": {c: int(k) for c, k in site.class_counts().items()},
                   "labels_sha256": labels_sha, "held_out": held.class_counts(),
                   "held_out_fraction": cfg.held_out, "seed": cfg.seed}
-    data_info = {"synthetic": bool(desc.get("synthetic")), "units": site.units,
+    # a model fine-tuned from a synthetic-trained one still says so (export's notice)
+    data_info = {"synthetic": bool(desc.get("synthetic")) or start.synthetic, "units": site.units,
                  "log_peak_quantiles": log_peak_quantiles(train_arr.log_peak),  # the site's amplitudes
                  "folders": {"train": [desc], "val": "stratified held-out part of the site folder"},
                  "counts": {"train": train_arr.class_counts(), "val": held.class_counts()}}
