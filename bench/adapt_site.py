@@ -39,7 +39,8 @@ def microseis(*args: str) -> dict:
 
 def split_folder(src: Path, first: Path, rest: Path, per_class: int) -> dict[str, tuple[int, int]]:
     """Copy the first ``per_class`` events of each class (file order) to ``first``, the others
-    to ``rest``; both get the source's ``stations.xml``. Returns {class: (n first, n rest)}."""
+    to ``rest``; both get the source's ``stations.xml`` and ``synth.json`` (they stay marked
+    synthetic). Returns {class: (n first, n rest)}."""
     with open(src / "labels.csv", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         fields, rows = reader.fieldnames or [], list(reader)
@@ -53,7 +54,9 @@ def split_folder(src: Path, first: Path, rest: Path, per_class: int) -> dict[str
         if dest.exists():
             shutil.rmtree(dest)
         (dest / "waveforms").mkdir(parents=True)
-        shutil.copy2(src / "stations.xml", dest / "stations.xml")
+        for meta in ("stations.xml", "synth.json"):
+            if (src / meta).is_file():
+                shutil.copy2(src / meta, dest / meta)
         for row in part:
             shutil.copy2(src / row["path"], dest / row["path"])
         with open(dest / "labels.csv", "w", newline="", encoding="utf-8") as f:
