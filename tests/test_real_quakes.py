@@ -7,16 +7,20 @@ learned magnitude only in physical units.
 * BW.RJOB (``obspy.read()``, 100 Hz, 30 s, a local quake 5 s in: too early for the streaming
   trigger's 10 s LTA warm-up): trigger-on from :func:`edge.signal.picking.pick_trigger` (the
   station's STA/LTA settings, as ``predict`` does), then the station's preprocessing with the
-  StationXML of ``obspy.read_inventory()``.
+  StationXML of ``obspy.read_inventory()``;
+* RJOB 2005-08-01 (``signal/tests/data/loc_RJOB20050801145719850.{z,n,e}``, 200 Hz, 60 s, a
+  very local quake 30.6 s in; the one ``microseis demo`` plays): replayed through the
+  station's pipeline like UH3.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
+import numpy as np
 import obspy
 import pytest
-from obspy import Stream
+from obspy import Stream, Trace, UTCDateTime
 
 from edge.model.inference import EventClassifier
 from edge.signal.dataset import response_for
@@ -52,11 +56,12 @@ def uh3(obspy_data) -> Stream:
 
 
 def _replay(st: Stream, clf: EventClassifier) -> list[dict[str, Any]]:
-    """``end`` messages of the station assembled as the daemon does (default settings, a
-    50 Hz digitizer: the trigger bands come from the bundle), fed 1 s chunks."""
+    """``end`` messages of the station assembled as the daemon does (default settings, the
+    recording's digitizer rate: the trigger bands come from the bundle), fed 1 s chunks."""
     out = Collect()
-    cfg = msgspec.convert({"station": {"sampling_rate": 50.0}}, StationConfig)
-    pipe = build_pipeline(cfg, "BW.UH3", clf, out, sampling_rate=50.0)
+    fs = float(st[0].stats.sampling_rate)
+    cfg = msgspec.convert({"station": {"sampling_rate": fs}}, StationConfig)
+    pipe = build_pipeline(cfg, f"{st[0].stats.network}.{st[0].stats.station}", clf, out, sampling_rate=fs)
     for chunk in stream_chunks(st, 1.0):
         pipe.process(chunk)
     pipe.flush()
@@ -86,11 +91,6 @@ def test_uh3_without_a_response_the_model_magnitude_is_null_with_a_reason(uh3, s
             assert "needs m/s" in e["magnitude"]["reason"], q
 
 
-@pytest.mark.xfail(strict=True, reason="the site-variety default model (2026-12-05) calls the UH3 "
-                   "quakes of 16:24:33 (in the event that opens at 16:24:20.6) and 16:27:30 "
-                   "noise (p 0.85 and 0.72) and only 16:27:01 an earthquake; the previous "
-                   "250 Hz-only model called all three earthquakes "
-                   "(docs/results.md, 'Real quakes')")
 def test_uh3_quakes_through_the_station_pipeline_are_earthquakes(uh3, shipped):
     for q, e in _uh3_quakes(uh3, shipped).items():
         assert e["class"] == "earthquake", (q, e["probabilities"])
@@ -106,3 +106,14 @@ def test_rjob_cut_as_the_station_cuts_it_is_an_earthquake(shipped):
     assert window.units == "m/s"
     assert row["class"] == "earthquake", row["probabilities"]
     assert row["magnitude"] is not None
+
+
+def test_local_rjob_of_the_demo_through_the_station_pipeline_is_an_earthquake(obspy_data, shipped):
+    st = Stream([Trace(np.loadtxt(obspy_data / f"loc_RJOB20050801145719850.{c}"), header={
+        "network": "BW", "station": "RJOB", "channel": f"EH{c.upper()}", "sampling_rate": 200.0,
+        "starttime": UTCDateTime("2005-08-01T14:57:19.85")}) for c in "zne"])
+    ends = _replay(st, shipped)
+    p_onset = UTCDateTime("2005-08-01T14:57:19.85") + 30.635  # ObsPy's ar_pick test value
+    quake = [e for e in ends if abs(UTCDateTime(e["trigger_on"]) - p_onset) <= 2.0]
+    assert len(quake) == 1, [(e["trigger_on"], e["class"]) for e in ends]
+    assert quake[0]["class"] == "earthquake", quake[0]["probabilities"]
