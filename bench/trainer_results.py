@@ -196,10 +196,14 @@ def run_seeds(wanted: list[str], data: Path, out: Path, args: argparse.Namespace
             print(f"[{name} seed {seed}: {k + 1}/{len(args.seeds)}]", file=sys.stderr, flush=True)
             per.setdefault(name, {})[seed] = run_experiment(name, data, out, args, seed=seed)
     summary = {name: summarize_seeds([r["metrics"] for r in runs.values()]) for name, runs in per.items()}
+    paired = paired_gains(per, "n262_scratch")
     print_seed_table(summary, len(args.seeds))
+    for name, g in paired.items():
+        print(f"{name} - n262_scratch, same seed: {100 * g['mean']:+.1f} ± {100 * g['sd']:.1f} macro-F1 points "
+              f"(min {100 * g['min']:+.1f}, max {100 * g['max']:+.1f})")
     if args.plot:
         plot_seeds(Path(args.plot), per)
-    print(json.dumps({"benchmark": "trainer-seeds", "seeds": args.seeds, "summary": summary,
+    print(json.dumps({"benchmark": "trainer-seeds", "seeds": args.seeds, "summary": summary, "paired": paired,
                       "runs": {n: {str(s): {"macro_f1": r["metrics"]["macro_f1"], "f1": r["metrics"]["f1"],
                                             "accuracy": r["metrics"]["accuracy"],
                                             "train_seconds": r["train_seconds"]}
@@ -219,6 +223,24 @@ def summarize_seeds(metrics: list[dict]) -> dict:
     return {"n": len(metrics), "macro_f1": ms([m["macro_f1"] for m in metrics]),
             "accuracy": ms([m["accuracy"] for m in metrics]),
             "f1": {c: ms([m["f1"][c] for m in metrics]) for c in classes}}
+
+
+def paired_gains(per: dict[str, dict[int, dict]], base: str) -> dict:
+    """Per experiment: mean, sd, min, max over the seeds of (its macro-F1 - ``base``'s) with the
+    same seed (the same 262 events and validation split)."""
+    import statistics
+
+    if base not in per:
+        return {}
+    out = {}
+    for name, runs in per.items():
+        common = [s for s in runs if name != base and s in per[base]]
+        if not common:
+            continue
+        d = [runs[s]["metrics"]["macro_f1"] - per[base][s]["metrics"]["macro_f1"] for s in common]
+        out[name] = {"n": len(d), "mean": statistics.fmean(d), "sd": statistics.stdev(d) if len(d) > 1 else 0.0,
+                     "min": min(d), "max": max(d)}
+    return out
 
 
 def print_seed_table(summary: dict, n: int) -> None:
