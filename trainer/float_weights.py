@@ -40,8 +40,10 @@ __all__ = ["WeightsError", "BUNDLE_INFO_FILE", "DEFAULT_WEIGHTS_DIR", "weights_d
 BUNDLE_INFO_FILE = "bundle.json"
 #: package data: the float weights of the shipped default bundle
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "models" / "default"
-#: files copied from the run directory into a weights folder (model.pt and run.json required)
-_RUN_FILES = (MODEL_FILE, RUN_FILE, "history.json", "metrics.json", "split.json")
+#: files copied from the run directory into a weights folder (model.pt and run.json required);
+#: not split.json: it names every training file by its path on the training machine, which is
+#: of no use where the weights are installed (and was 0.7 MB of package data)
+_RUN_FILES = (MODEL_FILE, RUN_FILE, "history.json", "metrics.json")
 
 
 class WeightsError(ValueError):
