@@ -19,22 +19,13 @@ import argparse
 import csv
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-CLASSES = ("fracture", "rockfall", "earthquake", "noise")
+from trainer_results import microseis  # bench/: python -m edge ARGS --json, its last-line JSON
 
-
-def microseis(*args: str) -> dict:
-    """``python -m edge ARGS --json``; its last-line JSON (exits on failure with its stderr)."""
-    cmd = [sys.executable, "-m", "edge", *args, "--json"]
-    print("$ microseis " + " ".join(args), file=sys.stderr, flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"adapt_site: microseis {args[0]} failed ({out.returncode}): {out.stderr.strip()[-800:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from edge.signal.labels import CLASSES
 
 
 def split_folder(src: Path, first: Path, rest: Path, per_class: int) -> dict[str, tuple[int, int]]:
@@ -111,4 +102,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:  # a microseis command failed: its stderr tail
+        sys.exit(f"adapt_site: {exc}")

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from edge.signal.labels import CLASSES
 
 #: name, events, seed, extra synth options
 DATASETS = {
@@ -79,10 +82,13 @@ def microseis(*args: str, log: Path | None = None) -> dict:
     """Run ``python -m edge ARGS --json``; return its last-line JSON (raise on failure)."""
     cmd = [sys.executable, "-m", "edge", *args, "--json"]
     print("$ microseis " + " ".join(args), file=sys.stderr, flush=True)
-    with open(log, "w") if log else open("/dev/null", "w") as err:
-        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    if log:
+        with open(log, "w") as err:
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    else:
+        out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        tail = log.read_text()[-2000:] if log else ""
+        tail = (log.read_text() if log else out.stderr)[-2000:]
         raise RuntimeError(f"microseis {args[0]} failed ({out.returncode}):\n{tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -211,25 +217,23 @@ def run_seeds(wanted: list[str], data: Path, out: Path, args: argparse.Namespace
     return 0
 
 
+def _stats(xs: list[float]) -> dict:
+    """n, mean, sample standard deviation (ddof 1; 0 for one value), min and max."""
+    return {"n": len(xs), "mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+            "min": min(xs), "max": max(xs)}
+
+
 def summarize_seeds(metrics: list[dict]) -> dict:
-    """Mean and sample standard deviation (ddof 1) of macro-F1, accuracy and per-class F1."""
-    import statistics
-
-    def ms(xs: list[float]) -> dict:
-        return {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
-                "min": min(xs), "max": max(xs)}
-
+    """:func:`_stats` over the seeds of macro-F1, accuracy and per-class F1."""
     classes = list(metrics[0]["f1"])
-    return {"n": len(metrics), "macro_f1": ms([m["macro_f1"] for m in metrics]),
-            "accuracy": ms([m["accuracy"] for m in metrics]),
-            "f1": {c: ms([m["f1"][c] for m in metrics]) for c in classes}}
+    return {"n": len(metrics), "macro_f1": _stats([m["macro_f1"] for m in metrics]),
+            "accuracy": _stats([m["accuracy"] for m in metrics]),
+            "f1": {c: _stats([m["f1"][c] for m in metrics]) for c in classes}}
 
 
 def paired_gains(per: dict[str, dict[int, dict]], base: str) -> dict:
     """Per experiment: mean, sd, min, max over the seeds of (its macro-F1 - ``base``'s) with the
     same seed (the same 262 events and validation split)."""
-    import statistics
-
     if base not in per:
         return {}
     out = {}
@@ -237,20 +241,18 @@ def paired_gains(per: dict[str, dict[int, dict]], base: str) -> dict:
         common = [s for s in runs if name != base and s in per[base]]
         if not common:
             continue
-        d = [runs[s]["metrics"]["macro_f1"] - per[base][s]["metrics"]["macro_f1"] for s in common]
-        out[name] = {"n": len(d), "mean": statistics.fmean(d), "sd": statistics.stdev(d) if len(d) > 1 else 0.0,
-                     "min": min(d), "max": max(d)}
+        out[name] = _stats([runs[s]["metrics"]["macro_f1"] - per[base][s]["metrics"]["macro_f1"]
+                            for s in common])
     return out
 
 
 def print_seed_table(summary: dict, n: int) -> None:
-    classes = ("fracture", "rockfall", "earthquake", "noise")
     print(f"mean +- sd over {n} seeds")
-    head = f"{'experiment':<20}{'macro-F1':>15}" + "".join(f"{c[:10]:>15}" for c in classes) + f"{'accuracy':>15}"
+    head = f"{'experiment':<20}{'macro-F1':>15}" + "".join(f"{c[:10]:>15}" for c in CLASSES) + f"{'accuracy':>15}"
     print(head)
     print("-" * len(head))
     for name, s in summary.items():
-        cells = [s["macro_f1"]] + [s["f1"][c] for c in classes] + [s["accuracy"]]
+        cells = [s["macro_f1"]] + [s["f1"][c] for c in CLASSES] + [s["accuracy"]]
         print(f"{name:<20}" + "".join(f"{c['mean']:>8.3f} ±{c['sd']:.3f}" for c in cells))
 
 
@@ -277,8 +279,7 @@ def plot_seeds(path: Path, per: dict[str, dict[int, dict]]) -> None:
 
 
 def print_table(results: dict) -> None:
-    classes = ("fracture", "rockfall", "earthquake", "noise")
-    head = f"{'experiment':<18}{'macro-F1':>9}" + "".join(f"{c[:9]:>10}" for c in classes) + \
+    head = f"{'experiment':<18}{'macro-F1':>9}" + "".join(f"{c[:9]:>10}" for c in CLASSES) + \
            f"{'M±0.3':>8}{'M±0.2':>8}{'unc w/c':>9}{'train s':>9}"
     print(head)
     print("-" * len(head))
@@ -288,7 +289,7 @@ def print_table(results: dict) -> None:
             continue
         mag = m.get("magnitude") or {}
         unc = (m.get("uncertainty") or {}).get("ratio_wrong_to_correct")
-        row = f"{name:<18}{m['macro_f1']:>9.3f}" + "".join(f"{m['f1'][c]:>10.3f}" for c in classes)
+        row = f"{name:<18}{m['macro_f1']:>9.3f}" + "".join(f"{m['f1'][c]:>10.3f}" for c in CLASSES)
         row += f"{_fmt(mag.get('hit_0_3'))}{_fmt(mag.get('hit_0_2'))}{_fmt(unc, 9)}"
         row += f"{(r.get('train_seconds') or 0):>9.0f}"
         print(row)
