@@ -279,10 +279,8 @@ def build_bundle(run_dir: str | os.PathLike, out: str | os.PathLike, key_path: s
         "models": [{"file": f, "format": "onnx" if f.endswith(".onnx") else "tflite",
                     "precision": "int8" if ".int8." in f else "fp32", "default": f == default} for f in ship],
         "training_data": {
-            "description": _describe_training(train_desc, synthetic),
+            **_describe_training(train_desc, synthetic),
             "synthetic": synthetic,
-            **({"notice": SYNTHETIC_NOTICE if _synthetic_folders(train_desc) else PRETRAINED_SYNTHETIC_NOTICE}
-               if synthetic else {}),
             "units": train_desc.get("units"),
             "counts": (train_desc.get("counts") or {}).get("train"),
             **({"log_peak_quantiles": train_desc["log_peak_quantiles"]}
@@ -332,23 +330,18 @@ def _selftest_rows(preds, k: int = 8) -> np.ndarray:
     return np.array(sorted(chosen[:k]), dtype=int)
 
 
-def _synthetic_folders(data: Mapping[str, Any]) -> bool:
-    """Whether any training folder of the run was made by ``microseis synth`` (else the
-    run is synthetic only through the model it started from)."""
-    return any(isinstance(d, Mapping) and d.get("synthetic")
-               for d in ((data.get("folders") or {}).get("train") or []))
-
-
-def _describe_training(data: Mapping[str, Any], synthetic: bool) -> str:
-    """One line naming each training folder, with the generator's events and seed when
-    the folder was made by ``microseis synth``."""
-    parts = []
+def _describe_training(data: Mapping[str, Any], synthetic: bool) -> dict[str, str]:
+    """``description``: one line naming each training folder, with the generator's events and
+    seed when the folder was made by ``microseis synth``; ``notice`` of a synthetic run: trained
+    on synthetic folders, or synthetic only through the model it started from (fine-tuned)."""
+    parts, synth_folders = [], False
     for d in ((data.get("folders") or {}).get("train") or []):
         if not isinstance(d, Mapping):
             continue
         gen = d.get("generator") or {}
         bits = []
         if d.get("synthetic"):
+            synth_folders = True
             bits.append("microseis synth")
         for k in ("n_events", "seed"):
             if gen.get(k) is not None:
@@ -356,9 +349,12 @@ def _describe_training(data: Mapping[str, Any], synthetic: bool) -> str:
         name = Path(str(d.get("path", "?"))).name
         parts.append(name + (f" ({', '.join(bits)})" if bits else ""))
     text = "; ".join(parts) or "unknown"
-    if synthetic and not _synthetic_folders(data):
-        return "fine-tuned from a SYNTHETIC-trained model on: " + text
-    return ("SYNTHETIC: " if synthetic else "") + text
+    if not synthetic:
+        return {"description": text}
+    if synth_folders:
+        return {"description": "SYNTHETIC: " + text, "notice": SYNTHETIC_NOTICE}
+    return {"description": "fine-tuned from a SYNTHETIC-trained model on: " + text,
+            "notice": PRETRAINED_SYNTHETIC_NOTICE}
 
 
 def _tflite_runner(body: bytes):
