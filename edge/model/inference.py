@@ -28,7 +28,7 @@ No torch here.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -142,15 +142,16 @@ class WindowPredictor:
         seed: each window ``i`` of a :meth:`predict` call draws its noise from
             ``default_rng([seed, i])``: reproducible, independent of what ran before.
         batch: graph rows per call (a window's passes run in one call).
-        log_peak_prior: ``log_peak`` values (log10 of the training units) that a window whose
-            amplitude is unknown (``log_peak`` NaN) takes, pass ``p`` value ``p mod K``.
+        log_peak_prior: ``log_peak`` values (log10 of the training units; finite, checked by
+            :class:`EventClassifier` from the manifest) that a window whose amplitude is unknown
+            (``log_peak`` NaN) takes, pass ``p`` value ``p mod K``.
     """
 
     def __init__(self, runner: ModelRunner, *, waveform: str = "x", log_peak: str | None = "log_peak",
                  noise: str | None = None, noise_dim: int = 0, class_output: str = "class_probs",
                  mag_output: str | None = "mag_probs", n_channels: int = 3, n_samples: int = 3000,
                  mc_passes: int = 1, seed: int = 0, batch: int = 64,
-                 log_peak_prior: Iterable[float] | None = None) -> None:
+                 log_peak_prior: Sequence[float] | None = None) -> None:
         self.runner = runner
         self.waveform, self.log_peak, self.noise = waveform, log_peak, noise
         self.noise_dim = int(noise_dim) if noise else 0
@@ -159,8 +160,8 @@ class WindowPredictor:
         self.mc_passes = max(1, int(mc_passes)) if noise else 1
         self.seed = int(seed)
         self.batch = max(1, int(batch))
-        prior = np.asarray(list(log_peak_prior or ()), np.float32)
-        self.log_peak_prior = prior if prior.size and np.all(np.isfinite(prior)) else None
+        self.log_peak_prior = (np.asarray(log_peak_prior, np.float32)
+                               if log_peak_prior is not None and len(log_peak_prior) else None)
 
     def noise_for(self, first: int, n: int) -> np.ndarray:
         """(passes, n, D) noise of windows ``first .. first + n - 1``."""
