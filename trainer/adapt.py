@@ -156,11 +156,12 @@ def resolve_start(source: str | Path | None) -> Start:
                 run_meta = json.loads((run / RUN_FILE).read_text())
             except (OSError, ValueError):
                 run_meta = {}
-            created = str(run_meta.get("created") or "") if isinstance(run_meta, dict) else ""
-            synthetic = bool(run_meta.get("synthetic")) if isinstance(run_meta, dict) else False
+            if not isinstance(run_meta, dict):
+                run_meta = {}
             return Start("run", run, None, {"kind": "run", "name": run.resolve().name[:64] or "run",
-                                            "version": created or "unknown",
-                                            "sha256": file_sha256(run / MODEL_FILE)}, synthetic)
+                                            "version": str(run_meta.get("created") or "") or "unknown",
+                                            "sha256": file_sha256(run / MODEL_FILE)},
+                         bool(run_meta.get("synthetic")))
         if source is not None and not Path(source).is_file():
             raise AdaptError(f"--from {source}: no such run directory or bundle")
         bundle = Path(DEFAULT_BUNDLE if source is None else source)
