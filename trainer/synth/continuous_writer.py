@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 from collections import Counter
@@ -56,16 +55,6 @@ def prepare(out_dir: str | os.PathLike, force: bool = False) -> Path:
     return root
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return "" if not math.isfinite(v) else f"{v:.6g}"
-    return str(v)
-
-
 def finish(root: Path, results: list[dict[str, Any]], *, split: str, seed: int, hours: float,
            start: str) -> dict[str, Any]:
     """Write ``catalog.csv``, ``sites.json`` and ``stations.xml``; return the summary."""
@@ -76,6 +65,7 @@ def finish(root: Path, results: list[dict[str, Any]], *, split: str, seed: int, 
     from edge import __version__
 
     from .continuous import CATALOG_COLUMNS, CLASSES, EVENT_RANGES
+    from .dataset_writer import format_value
     from .sites import SHARED, SPLITS, site_inventory
 
     buf = io.StringIO()
@@ -83,7 +73,7 @@ def finish(root: Path, results: list[dict[str, Any]], *, split: str, seed: int, 
     w.writeheader()
     for r in results:
         for row in r["rows"]:
-            w.writerow({k: _fmt(row.get(k)) for k in CATALOG_COLUMNS})
+            w.writerow({k: format_value(row.get(k)) for k in CATALOG_COLUMNS})
     (root / "catalog.csv").write_bytes(buf.getvalue().encode("utf-8"))
     site_inventory([r["site"] for r in results], start).write(
         str(root / "stations.xml"), format="STATIONXML", validate=True)

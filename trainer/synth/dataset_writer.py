@@ -32,6 +32,7 @@ __all__ = [
     "event_relpath",
     "event_rows",
     "format_time",
+    "format_value",
     "write_event",
 ]
 
@@ -65,7 +66,8 @@ def write_event(root: str | os.PathLike, relpath: str, stream: Any) -> None:
     stream.write(str(path), format="MSEED", encoding="STEIM2", reclen=4096)
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A CSV cell: "" for None or non-finite, true/false, 6 significant digits, ISO time."""
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -91,7 +93,7 @@ def event_rows(ev: Any, relpath: str) -> dict[str, Any]:
               "trigger_time": ev.trigger_time, "magnitude": ev.magnitude})
     if "ml_brune" in t:
         t["ml_brune"] = round(float(t["ml_brune"]), 3)
-    truth_row = {k: _fmt(t.get(k)) for k in TRUTH_COLUMNS}
+    truth_row = {k: format_value(t.get(k)) for k in TRUTH_COLUMNS}
     return {"label_row": label_row, "truth_row": truth_row, "label": ev.label,
             "magnitude": ev.magnitude, "subtype": t.get("subtype", ""), "ml_brune": t.get("ml_brune")}
 
