@@ -221,7 +221,7 @@ def _load_site(data: Path, spec: WindowSpec, classes: tuple[str, ...], cfg: Adap
         raise AdaptError(f"--data {data}: {exc}") from None
     if errors:
         say(f"{data}: {len(errors)} row(s) of {LABELS_FILE} skipped, e.g. {errors[0]}")
-    finite = np.isfinite(arrays.x).all(axis=(1, 2)) & np.isfinite(arrays.log_peak)
+    finite = arrays.finite()
     arrays = arrays.subset(finite & (arrays.y >= 0))
     counts = {c: k for c, k in arrays.class_counts().items() if k}
     if len(counts) < 2:

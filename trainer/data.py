@@ -59,6 +59,10 @@ class EventArrays:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def finite(self) -> np.ndarray:
+        """(N,) bool: the event's model input (every sample of ``x`` and ``log_peak``) is finite."""
+        return np.isfinite(self.x).all(axis=(1, 2)) & np.isfinite(self.log_peak)
+
     def subset(self, idx: Sequence[int] | np.ndarray) -> EventArrays:
         """The events at ``idx`` (indices or a boolean mask), in that order."""
         idx = np.asarray(idx)

@@ -66,7 +66,7 @@ def load_folders(folders: Sequence[str | Path], what: str, spec: WindowSpec, *,
             say(f"{folder}: {len(errors)} row(s) of {LABELS_FILE} skipped, e.g.:")
             for e in errors[:5]:
                 say(f"  {folder}/{e}")
-        finite = (np.isfinite(arrays.x).all(axis=(1, 2)) & np.isfinite(arrays.log_peak))
+        finite = arrays.finite()
         if not finite.all():
             bad = np.flatnonzero(~finite)
             say(f"{folder}: {bad.size} event(s) with NaN/inf input dropped, e.g. "
